@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` (the main job on the embedded
+# default) and `make test` (the whole suite). Both set everything up themselves
+# on a fresh Debian machine: a virtualenv, the CPU torch wheel, the project,
+# and the simulators from apt.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.hwpart-installed
+EXTRAS  ?= gpu,sim,test
+SAMPLES ?= 2000
+
+.PHONY: setup run test lint clean
+
+$(STAMP): pyproject.toml
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  echo "installing iverilog (apt)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog >/dev/null; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/hwpart run host/models.py:jet_tagger --input-shape 16 --auto --samples $(SAMPLES) --batch 64 --report run-report.json
+
+test: $(STAMP)
+	$(BIN)/ruff check hwpart host bench tests
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check hwpart host bench tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info
