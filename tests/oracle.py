@@ -1,0 +1,89 @@
+"""Random partitioning problems and the brute-force oracle the solvers are checked against.
+
+Shared by the tests and ``bench/partition.py`` (which imports this file by path).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import networkx as nx
+
+from hwpart.partition import (
+    LinkCost,
+    Problem,
+    Unit,
+    all_assignments,
+    evaluate,
+    violations,
+)
+
+
+def random_dag(rng: random.Random, n: int, chain: bool) -> nx.DiGraph:
+    """A connected DAG from an input node to an output node (a path when ``chain``)."""
+    g = nx.DiGraph()
+    names = [f"n{i}" for i in range(n)]
+    g.add_nodes_from(names)
+    for i in range(1, n):
+        if chain:
+            g.add_edge(names[i - 1], names[i])
+            continue
+        # one edge from a recent node keeps it connected; sometimes a second (skip/fan-in)
+        g.add_edge(names[rng.randrange(max(0, i - 3), i)], names[i])
+        if i > 2 and rng.random() < 0.35:
+            g.add_edge(names[rng.randrange(0, i - 1)], names[i])
+    for i in range(n - 1):  # every node reaches the output
+        if g.out_degree(names[i]) == 0:
+            g.add_edge(names[i], names[-1])
+    return g
+
+
+def random_problem(seed: int, n: int, chain: bool, slots: int = 1, gpu: bool = True,
+                   memory: bool = False) -> Problem:
+    """Input/output pinned to the CPU; random capabilities, costs, resources and links."""
+    rng = random.Random(seed)
+    g = random_dag(rng, n, chain)
+    units = [Unit("cpu", "cpu")]
+    if gpu:
+        units.append(Unit("gpu", "gpu", memory_bytes=3000.0 if memory else None))
+    cap = {"lut": 100.0, "dsp": 10.0}
+    units += [Unit(f"fpga{k}", "fpga", k, capacity=dict(cap)) for k in range(slots)]
+    order = list(nx.topological_sort(g))
+    compute: dict[str, dict[str, float]] = {}
+    resources, mem, out_bytes = {}, {}, {}
+    for v in order:
+        if v in (order[0], order[-1]):
+            compute[v] = {"cpu": 0.0}
+        else:
+            c = rng.uniform(1, 10)
+            compute[v] = {"cpu": c}
+            if gpu and rng.random() < 0.8:
+                compute[v]["gpu"] = c * rng.uniform(0.1, 1.2)
+            if rng.random() < 0.6:
+                fpga = c * rng.uniform(0.05, 0.8)  # slots are identical regions of one shell
+                for k in range(slots):
+                    compute[v][f"fpga{k}"] = fpga
+            resources[v] = {"lut": rng.uniform(5, 60), "dsp": rng.randint(0, 5)}
+            mem[v] = rng.uniform(100, 1200)
+        out_bytes[v] = rng.uniform(0, 2000)
+    links = {
+        frozenset(("cpu", "gpu")): LinkCost(1000.0, rng.uniform(0, 1)),
+        frozenset(("cpu", "fpga")): LinkCost(500.0, rng.uniform(0, 2)),
+        frozenset(("gpu", "fpga")): LinkCost(400.0, rng.uniform(0, 3)),
+        frozenset(("fpga",)): LinkCost(5000.0, 0.01, shared=False),
+    }
+    return Problem(g, units, compute, out_bytes, links, resources, mem)
+
+
+def brute_force(problem: Problem, objective: str) -> tuple[float, dict[str, str]]:
+    """Minimum objective over every feasible assignment (exponential: small graphs only)."""
+    best, arg = math.inf, None
+    for assign in all_assignments(problem):
+        if violations(problem, assign):
+            continue
+        v = evaluate(problem, assign).value(objective)
+        if v < best:
+            best, arg = v, assign
+    assert arg is not None, "random problem without a feasible plan"
+    return best, arg
