@@ -1,0 +1,152 @@
+"""Split a captured model into per-stage submodules, one per plan stage.
+
+The split itself is ``torch.fx.passes.split_module``; this module only maps the
+plan's stages onto it and records, for each stage, which named values it reads
+and writes. A pipeline then carries a small dict of named values from stage to
+stage, which works for DAGs (skip connections cross several stages) as well as
+chains, and drops each value after its last reader.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx
+from torch.fx.passes.split_module import split_module
+
+from hwpart.errors import PlanError
+from hwpart.graph import IO_OPS, LayerGraph
+from hwpart.partition import Plan
+
+
+@dataclass
+class Stage:
+    """One pipeline stage: its submodule, the unit it runs on, and its named inputs/outputs."""
+
+    name: str
+    unit: str  # "cpu", "gpu", "fpga0", ...
+    nodes: list[str]
+    module: fx.GraphModule
+    inputs: list[str]  # value names, in the submodule's argument order
+    outputs: list[tuple[int | None, str]]  # (tuple index or None, value name)
+    keep: set[str] = field(default_factory=set)  # values still needed after this stage
+
+    @property
+    def device(self) -> str:
+        return self.unit.rstrip("0123456789")
+
+    def __call__(self, env: dict[str, Any]) -> dict[str, Any]:
+        """Run on a value dict; returns the dict for the next stage (dead values dropped)."""
+        out = self.module(*[env[n] for n in self.inputs])
+        new = {k: v for k, v in env.items() if k in self.keep}
+        for idx, name in self.outputs:
+            if name in self.keep:
+                new[name] = out if idx is None else out[idx]
+        return new
+
+
+@dataclass
+class StagedModel:
+    stages: list[Stage]
+    input_names: list[str]
+    output: Any  # the output structure with value names as leaves
+
+    def initial(self, *inputs: torch.Tensor) -> dict[str, Any]:
+        return dict(zip(self.input_names, inputs, strict=True))
+
+    def result(self, env: dict[str, Any]) -> Any:
+        return _map_names(self.output, env)
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        """Run every stage in order on the current thread (the reference for the runtime)."""
+        env = self.initial(*inputs)
+        for stage in self.stages:
+            env = stage(env)
+        return self.result(env)
+
+
+def _map_names(struct: Any, env: dict[str, Any]) -> Any:
+    if isinstance(struct, str):
+        return env[struct]
+    if isinstance(struct, (list, tuple)):
+        return type(struct)(_map_names(s, env) for s in struct)
+    if isinstance(struct, dict):
+        return {k: _map_names(v, env) for k, v in struct.items()}
+    return struct
+
+
+def split(lg: LayerGraph, plan: Plan) -> StagedModel:
+    """Cut ``lg.module`` at the plan's stage boundaries with ``split_module``."""
+    stage_of: dict[str, int] = {}
+    for i, st in enumerate(plan.stages):
+        for n in st.nodes:
+            stage_of[n] = i
+    missing = [n for n in lg.dag if n not in stage_of and lg.dag.nodes[n]["op"] not in IO_OPS]
+    unknown = [n for n in stage_of if n not in lg.dag]
+    if missing or unknown:
+        raise PlanError(
+            f"plan for {plan.model!r} does not match the captured graph "
+            f"(layers without a stage: {missing[:5]}, unknown layers: {unknown[:5]}); "
+            "re-run `hwpart partition` for this model and input shape"
+        )
+    # I/O nodes have no stage of their own; give split_module any stage for nodes
+    # it asks about that the plan does not list (it never asks for placeholders).
+    def callback(node: fx.Node) -> int:
+        return stage_of.get(node.name, stage_of.get(lg.attr_owner.get(node.name, ""), 0))
+
+    top = split_module(lg.module, None, callback, keep_original_order=True)
+    calls = {n.target: n for n in top.graph.nodes if n.op == "call_module"}
+    inputs = [n.name for n in top.graph.nodes if n.op == "placeholder"]
+    out_node = next(n for n in top.graph.nodes if n.op == "output")
+    stages: list[Stage] = []
+    for i, spec in enumerate(plan.stages):
+        call = calls.get(f"submod_{i}")
+        if call is None:  # a stage with only I/O nodes: nothing to compute
+            continue
+        outs: list[tuple[int | None, str]] = []
+        getitems = [u for u in call.users if u.op == "call_function" and u.target is operator.getitem]
+        if getitems and len(getitems) == len(call.users):
+            outs = [(int(u.args[1]), u.name) for u in getitems]
+        else:
+            outs = [(None, call.name)]
+        stages.append(Stage(
+            name=spec.name, unit=spec.unit, nodes=list(spec.nodes),
+            module=getattr(top, str(call.target)),
+            inputs=[_arg_name(a) for a in call.args], outputs=outs,
+        ))
+    output = _names(out_node.args[0])
+    needed = set(_leaves(output))
+    for st in reversed(stages):  # liveness: what later stages or the output still read
+        st.keep = set(needed)
+        needed |= set(st.inputs)
+    return StagedModel(stages, inputs, output)
+
+
+def _arg_name(a: Any) -> str:
+    if not isinstance(a, fx.Node):
+        raise PlanError(f"stage argument {a!r} is a constant; not supported by the splitter")
+    return a.name
+
+
+def _names(arg: Any) -> Any:
+    if isinstance(arg, fx.Node):
+        return arg.name
+    if isinstance(arg, (list, tuple)):
+        return type(arg)(_names(a) for a in arg)
+    if isinstance(arg, dict):
+        return {k: _names(v) for k, v in arg.items()}
+    return arg
+
+
+def _leaves(struct: Any):
+    if isinstance(struct, str):
+        yield struct
+    elif isinstance(struct, (list, tuple)):
+        for s in struct:
+            yield from _leaves(s)
+    elif isinstance(struct, dict):
+        for s in struct.values():
+            yield from _leaves(s)
