@@ -182,9 +182,17 @@ def _trace(model: torch.nn.Module, x: torch.Tensor, name: str) -> tuple[fx.Graph
     except Exception as fx_exc:
         fx_msg = f"{_one_line(fx_exc)}{_where(fx_exc, model)}"
     try:
-        ep = torch.export.export(model, (x,), strict=False)
+        # batch 2 and a dynamic batch dim: an example of 1 would specialise on it
+        x2 = torch.cat([x, x])
+        ep = torch.export.export(model, (x2,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
+                                 strict=False)
         gm = ep.module()
         assert isinstance(gm, fx.GraphModule)
+        # export's input guard is not a layer; the shape was checked on the eager model
+        for node in list(gm.graph.nodes):
+            if node.op == "call_module" and str(node.target) == "_guards_fn" and not node.users:
+                gm.graph.erase_node(node)
+        gm.recompile()
         return gm, "export"
     except Exception as ex_exc:
         ex_msg = f"{_one_line(ex_exc)}{_where(ex_exc, model)}"

@@ -9,6 +9,7 @@ chains, and drops each value after its last reader.
 
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ class Stage:
     inputs: list[str]  # value names, in the submodule's argument order
     outputs: list[tuple[int | None, str]]  # (tuple index or None, value name)
     keep: set[str] = field(default_factory=set)  # values still needed after this stage
+    consts: dict[str, Any] = field(default_factory=dict)  # parameters passed as arguments
 
     @property
     def device(self) -> str:
@@ -40,7 +42,7 @@ class Stage:
 
     def __call__(self, env: dict[str, Any]) -> dict[str, Any]:
         """Run on a value dict; returns the dict for the next stage (dead values dropped)."""
-        out = self.module(*[env[n] for n in self.inputs])
+        out = self.module(*[self.consts[n] if n in self.consts else env[n] for n in self.inputs])
         new = {k: v for k, v in env.items() if k in self.keep}
         for idx, name in self.outputs:
             if name in self.keep:
@@ -53,12 +55,16 @@ class StagedModel:
     stages: list[Stage]
     input_names: list[str]
     output: Any  # the output structure with value names as leaves
+    # the captured module's own output post-processing (torch.export graphs return
+    # a flat tuple and rebuild the user's structure with pytree)
+    finish: Any = None
 
     def initial(self, *inputs: torch.Tensor) -> dict[str, Any]:
         return dict(zip(self.input_names, inputs, strict=True))
 
     def result(self, env: dict[str, Any]) -> Any:
-        return _map_names(self.output, env)
+        out = _map_names(self.output, env)
+        return self.finish(out) if self.finish is not None else out
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
         """Run every stage in order on the current thread (the reference for the runtime)."""
@@ -97,10 +103,14 @@ def split(lg: LayerGraph, plan: Plan) -> StagedModel:
     def callback(node: fx.Node) -> int:
         return stage_of.get(node.name, stage_of.get(lg.attr_owner.get(node.name, ""), 0))
 
-    top = split_module(lg.module, None, callback, keep_original_order=True)
+    top = split_module(lg.module, None, callback)
     calls = {n.target: n for n in top.graph.nodes if n.op == "call_module"}
     inputs = [n.name for n in top.graph.nodes if n.op == "placeholder"]
     out_node = next(n for n in top.graph.nodes if n.op == "output")
+    # torch.export graphs keep parameters as graph values: they reach a stage as
+    # arguments, and belong to the stage, not to the stream between stages.
+    attrs = {n.name: functools.reduce(getattr, str(n.target).split("."), top)
+             for n in top.graph.nodes if n.op == "get_attr"}
     stages: list[Stage] = []
     for i, spec in enumerate(plan.stages):
         call = calls.get(f"submod_{i}")
@@ -116,13 +126,14 @@ def split(lg: LayerGraph, plan: Plan) -> StagedModel:
             name=spec.name, unit=spec.unit, nodes=list(spec.nodes),
             module=getattr(top, str(call.target)),
             inputs=[_arg_name(a) for a in call.args], outputs=outs,
+            consts={_arg_name(a): attrs[a.name] for a in call.args if a.name in attrs},
         ))
     output = _names(out_node.args[0])
     needed = set(_leaves(output))
     for st in reversed(stages):  # liveness: what later stages or the output still read
         st.keep = set(needed)
-        needed |= set(st.inputs)
-    return StagedModel(stages, inputs, output)
+        needed |= set(st.inputs) - set(st.consts)
+    return StagedModel(stages, inputs, output, lg.module.graph._codegen.process_outputs)
 
 
 def _arg_name(a: Any) -> str:

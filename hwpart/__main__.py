@@ -1,0 +1,5 @@
+import sys
+
+from hwpart.cli import main
+
+sys.exit(main())

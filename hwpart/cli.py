@@ -1,0 +1,256 @@
+"""The ``hwpart`` command line.
+
+Every input error is a :class:`~hwpart.errors.HwpartError`: it is printed as one
+line and the exit code is 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hwpart.errors import HwpartError
+from hwpart.graph import IO_OPS
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="path/to/file.py:factory or package.module:factory")
+    p.add_argument("--input-shape", required=True,
+                   help="per-sample input shape without the batch dim, e.g. 16 or 3,32,32")
+
+
+def _devices_arg(text: str | None, board: Any) -> list[str]:
+    import torch
+
+    if text is None:
+        devs = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
+        return devs + (["fpga"] if board is not None else [])
+    devs = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in devs if d not in ("cpu", "gpu", "fpga")]
+    if bad or "cpu" not in devs:
+        raise HwpartError(f"--devices {text!r}: use a comma list of cpu, gpu, fpga that "
+                          "includes cpu (the host feeds the input)")
+    if "fpga" in devs and board is None:
+        raise HwpartError("--devices includes fpga: pass --board NAME too")
+    return devs
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        vals = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        vals = []
+    if not vals or vals[0] <= 0:
+        raise HwpartError(f"--batch {text!r}: expected positive integers, e.g. 1,64")
+    return vals
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("[bold]profiling[/] {task.description}"), BarColumn(),
+                    MofNCompleteColumn(), console=err_console, transient=True)
+
+
+def _profile(lg, batches: list[int], devices: list[str], board, quick: bool):
+    from hwpart.costs import profile
+
+    timing = {"repeats": 5, "min_total_s": 0.002} if quick else {}
+    with _progress() as prog:
+        task = prog.add_task("", total=None)
+
+        def step(what: str, done: int, total: int) -> None:
+            prog.update(task, description=what, completed=done, total=total)
+
+        return profile(lg, batches, devices, board, progress=step, **timing)
+
+
+def _fmt_s(s: float) -> str:
+    if s >= 1:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from hwpart.boards import load_board
+    from hwpart.graph import load_graph
+
+    lg = load_graph(args.model, args.input_shape)
+    board = load_board(args.board) if args.board else None
+    devices = _devices_arg(args.devices, board)
+    table = _profile(lg, _batches(args.batch), devices, board, args.quick)
+    table.save(args.output)
+    t = Table(title=f"cost table: {lg.name} ({', '.join(f'{d}: {s}' for d, s in table.source.items())})")
+    t.add_column("layer")
+    t.add_column("op")
+    for d in devices:
+        for b in table.batch_sizes:
+            t.add_column(f"{d} b{b}", justify="right")
+    for n in lg.compute_nodes:
+        row = [n, lg.dag.nodes[n]["op"]]
+        for d in devices:
+            for b in table.batch_sizes:
+                v = table.times[n].get(d, {}).get(str(b))
+                row.append(_fmt_s(v) if v is not None else "-")
+        t.add_row(*row)
+    console.print(t)
+    console.print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    from hwpart.boards import load_board
+    from hwpart.costs import CostTable, build_problem, single_device_plans
+    from hwpart.graph import load_graph
+    from hwpart.partition import make_plan, solve
+
+    lg = load_graph(args.model, args.input_shape)
+    board = load_board(args.board) if args.board else None
+    devices = _devices_arg(args.devices, board)
+    if args.costs:
+        table = CostTable.load(args.costs)
+        table.check_matches(lg, args.costs)
+    else:
+        table = _profile(lg, sorted({1, args.batch}), devices, board, args.quick)
+    if args.slots is not None and board is not None and args.slots > board.slots.count:
+        raise HwpartError(f"--slots {args.slots}: {board.name} has {board.slots.count} "
+                          "reconfigurable slots in its shell")
+    problem = build_problem(lg, table, args.batch, devices, board, slots=args.slots)
+    sol = solve(problem, args.objective, args.solver, time_limit_s=args.time_limit)
+    plan = make_plan(problem, sol, model=args.model, input_shape=lg.input_shape,
+                     objective=args.objective, batch=args.batch,
+                     board=board.name if board else None)
+    plan.save(args.output)
+
+    t = Table(title=f"plan for {lg.name}: objective {args.objective}, batch {args.batch}")
+    for col in ("stage", "layer", "op", "device", "cost / sample", "source"):
+        t.add_column(col, justify="right" if col == "cost / sample" else "left")
+    for st in plan.stages:
+        for n in st.nodes:
+            u = sol.assign[n]
+            dev = problem.unit_by_name[u].device
+            src = "-" if lg.dag.nodes[n]["op"] in IO_OPS else table.source.get(dev, "-")
+            t.add_row(st.name, n, lg.dag.nodes[n]["op"], u, _fmt_s(problem.compute[n][u]),
+                      src.split(" ")[0])
+    console.print(t)
+    ev = sol.evaluation
+    s = Table(title="predicted (per sample; FPGA figures are modeled)")
+    for col in ("plan", "latency", "throughput", "bottleneck"):
+        s.add_column(col)
+    gap = sol.gap(args.objective)
+    label = f"hwpart ({sol.solver}{', optimal' if sol.optimal else ''}"
+    label += f", gap {gap:.2%})" if gap is not None and not sol.optimal else ")"
+    s.add_row(label, _fmt_s(ev.latency_s), f"{ev.throughput_sps:,.0f} /s", ev.bottleneck)
+    singles = single_device_plans(problem)
+    for unit, fig in singles.items():
+        s.add_row(f"all on {unit}", _fmt_s(fig["latency_s"]), f"{fig['throughput_sps']:,.0f} /s",
+                  "")
+    console.print(s)
+    key = "latency_s" if args.objective == "latency" else "throughput_sps"
+    if singles:
+        best_unit = (min if key == "latency_s" else max)(singles, key=lambda u: singles[u][key])
+        mine = ev.latency_s if key == "latency_s" else ev.throughput_sps
+        ratio = singles[best_unit][key] / mine if key == "latency_s" else mine / singles[
+            best_unit][key]
+        console.print(f"vs best single device ({best_unit}): {ratio:.2f}x "
+                      f"{'lower latency' if key == 'latency_s' else 'throughput'}")
+    console.print(f"solver {sol.solver} in {sol.solve_time_s * 1e3:.1f} ms; wrote {args.output}")
+    if args.plot:
+        from hwpart.plot import plot_plan
+
+        plot_plan(lg, plan, args.plot)
+        console.print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    from hwpart.boards import list_boards, load_board
+
+    t = Table(title="boards")
+    for col in ("name", "part", "PYNQ", "LUT", "DSP", "BRAM18", "slots", "PL MHz", "DMA MB/s",
+                "config MB/s"):
+        t.add_column(col)
+    for name in list_boards():
+        b = load_board(name)
+        r = b.resources
+        t.add_row(b.name, b.part, b.pynq_version, f"{r.lut:,}", str(r.dsp), str(r.bram_18k),
+                  str(b.slots.count), f"{b.clocks.pl_mhz:g}", f"{b.dma.bandwidth_mb_s:g}",
+                  f"{b.config_port.throughput_mb_s:g} ({b.config_port.name})")
+    console.print(t)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwpart", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("profile", help="measure per-layer costs (CPU/GPU) and model the FPGA")
+    _model_args(pr)
+    pr.add_argument("--batch", default="1,64", help="batch sizes to profile (default 1,64)")
+    pr.add_argument("--board", help="board name (boards/NAME.yaml) or path, for the FPGA model")
+    pr.add_argument("--devices", help="comma list of cpu,gpu,fpga (default: all present)")
+    pr.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
+    pr.add_argument("-o", "--output", default="costs.json")
+    pr.set_defaults(func=cmd_profile)
+
+    pa = sub.add_parser("partition", help="compute a plan: layer -> device (+ FPGA slot)")
+    _model_args(pa)
+    pa.add_argument("--board", help="board name (boards/NAME.yaml) or path")
+    pa.add_argument("--objective", choices=("latency", "throughput"), default="throughput")
+    pa.add_argument("--batch", type=int, default=1, help="micro-batch size the plan is for")
+    pa.add_argument("--devices", help="comma list of cpu,gpu,fpga (default: all present)")
+    pa.add_argument("--slots", type=int, help="use this many of the board's slots")
+    pa.add_argument("--costs", help="cost table from `hwpart profile` (else profile now)")
+    pa.add_argument("--solver", choices=("auto", "dp", "milp", "greedy"), default="auto")
+    pa.add_argument("--time-limit", type=float, default=60.0, help="MILP time limit, s")
+    pa.add_argument("--quick", action="store_true", help="quick profiling (fewer repeats)")
+    pa.add_argument("-o", "--output", default="plan.json")
+    pa.add_argument("--plot", help="draw the graph coloured by device to this PNG")
+    pa.set_defaults(func=cmd_partition)
+
+    pb = sub.add_parser("boards", help="list the known boards")
+    pb.set_defaults(func=cmd_boards)
+
+    _add_runtime_commands(sub)
+    return p
+
+
+def _add_runtime_commands(sub: Any) -> None:
+    """``run`` and ``devices`` live with the runtime; registered here when it is present."""
+    try:
+        from hwpart import runtime
+    except ImportError:
+        return
+    register = getattr(runtime, "register_cli", None)
+    if register is not None:
+        register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HwpartError as exc:
+        err_console.print(f"hwpart: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("hwpart: interrupted", markup=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

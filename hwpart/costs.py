@@ -1,0 +1,379 @@
+"""Cost tables: how long each layer takes on each device, and what moving data costs.
+
+CPU and GPU times are *measured* per layer on inputs captured from a real
+forward pass (warm-up, repeats, median), per batch size. FPGA times and
+resources are *modeled* from the layer's shape until an overlay's RMs bring
+cycle counts measured in RTL simulation (see docs/cost-model.md); every entry
+records whether it was measured or modeled, and the table says so wherever it
+is printed. Tables are JSON, so a plan can be recomputed without re-profiling.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx
+
+from hwpart.boards import Board, Host, load_host
+from hwpart.errors import ConfigError, PlanError
+from hwpart.graph import IO_OPS, LayerGraph
+from hwpart.partition import LinkCost, Plan, Problem, Unit, make_plan, single_device, solve
+
+#: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
+FPGA_OPS = frozenset({
+    "linear", "conv1d", "conv2d", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
+    "batchnorm", "maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "flatten", "add",
+    "cat", "elu", "hardtanh", "softplus", "prelu", "identity", "dropout", "reshape", "mul",
+    "sub", "upsample",
+})
+
+#: Bits per weight/activation assumed by the FPGA model (hls4ml's default ap_fixed<16,6>).
+FPGA_BITS = 16
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass
+class CostTable:
+    """Per-layer, per-device time for each batch size (seconds per *batch*)."""
+
+    model: str
+    input_shape: list[int]
+    batch_sizes: list[int]
+    times: dict[str, dict[str, dict[str, float]]]  # node -> device -> str(batch) -> s/batch
+    source: dict[str, str]  # device -> "measured" | "modeled"
+    fpga: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> model details
+    env: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+    def per_sample(self, node: str, device: str, batch: int) -> float | None:
+        by_batch = self.times.get(node, {}).get(device)
+        if not by_batch:
+            return None
+        key = str(batch)
+        if key not in by_batch:
+            # nearest profiled batch size, by ratio: per-sample cost changes slowly
+            key = min(by_batch, key=lambda b: abs(math.log(int(b) / batch)))
+        return by_batch[key] / int(key)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostTable:
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+            return cls(**data)
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: cost table not found; create it with `hwpart profile`") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        except TypeError as exc:
+            raise ConfigError(f"{p}: not a hwpart cost table ({exc}); re-run `hwpart profile`") from None
+
+    def check_matches(self, lg: LayerGraph, where: str = "cost table") -> None:
+        missing = [n for n in lg.compute_nodes if n not in self.times]
+        if missing or list(self.input_shape) != list(lg.input_shape):
+            raise ConfigError(
+                f"{where} was made for another model or input shape "
+                f"(missing layers {missing[:4]}, shape {self.input_shape} vs "
+                f"{list(lg.input_shape)}); re-run `hwpart profile`"
+            )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def capture_node_inputs(lg: LayerGraph, batch: int, seed: int = 0) -> dict[str, tuple]:
+    """Run the graph once and keep each node's actual (args, kwargs) for timing it alone."""
+    seen: dict[str, tuple] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            if n.op in ("call_module", "call_function", "call_method"):
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                seen[n.name] = (args, kwargs)
+            return super().run_node(n)
+
+    with torch.inference_mode():
+        Recorder(lg.module).run(lg.example_input(batch, seed))
+    return seen
+
+
+def _node_fn(lg: LayerGraph, name: str) -> Callable[..., Any]:
+    node = next(n for n in lg.module.graph.nodes if n.name == name)
+    if node.op == "call_module":
+        return lg.module.get_submodule(str(node.target))
+    if node.op == "call_method":
+        return lambda self, *a, **k: getattr(self, str(node.target))(*a, **k)
+    return node.target  # type: ignore[return-value]
+
+
+def time_call(fn: Callable[[], Any], sync: Callable[[], None] = lambda: None,
+              warmup: int = 3, repeats: int = 15, min_total_s: float = 0.01,
+              max_repeats: int = 200) -> float:
+    """Median wall time of ``fn``: warm-up, then repeats until ``min_total_s`` has elapsed."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    samples: list[float] = []
+    total = 0.0
+    while len(samples) < repeats or (total < min_total_s and len(samples) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t0
+        samples.append(dt)
+        total += dt
+    return statistics.median(samples)
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
+def measure(lg: LayerGraph, device: str, batch_sizes: list[int],
+            progress: Callable[[str, int, int], None] | None = None,
+            **timing: Any) -> dict[str, dict[str, float]]:
+    """Seconds per batch of every compute node on ``cpu`` or ``gpu``, per batch size."""
+    dev = torch.device("cuda" if device == "gpu" else "cpu")
+    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+    nodes = lg.compute_nodes
+    out: dict[str, dict[str, float]] = {n: {} for n in nodes}
+    total, done = len(nodes) * len(batch_sizes), 0
+    module = lg.module.to(dev)
+    try:
+        for b in batch_sizes:
+            inputs = capture_node_inputs(lg, b) if device == "cpu" else {
+                k: _to(v, dev) for k, v in _cpu_inputs(lg, b).items()}
+            with torch.inference_mode():
+                for n in nodes:
+                    fn = _node_fn(lg, n)
+                    args, kwargs = inputs.get(n, ((), {}))
+                    out[n][str(b)] = time_call(lambda fn=fn, a=args, k=kwargs: fn(*a, **k),
+                                               sync, **timing)
+                    done += 1
+                    if progress:
+                        progress(f"{device} batch {b}: {n}", done, total)
+    finally:
+        lg.module.to("cpu")
+    del module
+    return out
+
+
+def _cpu_inputs(lg: LayerGraph, batch: int) -> dict[str, tuple]:
+    lg.module.to("cpu")
+    try:
+        return capture_node_inputs(lg, batch)
+    finally:
+        lg.module.to(torch.device("cuda"))
+
+
+# --------------------------------------------------------------------------- FPGA model
+
+
+def fpga_model(lg: LayerGraph, board: Board) -> dict[str, dict[str, Any]]:
+    """Modeled cycles/resources per layer for an hls4ml io_stream implementation.
+
+    The model (docs/cost-model.md): a layer with ``M`` multiplies per output
+    position gets reuse factor ``R = ceil(M / DSP_slot)`` so one layer alone fits
+    the slot's DSPs; a dense layer then accepts a vector every ``R`` cycles, a
+    convolution a pixel every ``R`` cycles; other layers pass one stream beat
+    (pixel or vector) per cycle. Latency adds a small pipeline depth.
+    Resources: ``ceil(M/R)`` DSPs, weights in BRAM (18 Kb blocks) when ``R > 1``
+    else in LUTs, and LUT/FF figures per multiplier; all *modeled*.
+    """
+    clock_hz = board.clocks.pl_mhz * 1e6
+    dsp_slot = max(1, board.slots.resources.dsp)
+    out: dict[str, dict[str, Any]] = {}
+    for n in lg.compute_nodes:
+        d = lg.dag.nodes[n]
+        op = d["op"]
+        if op not in FPGA_OPS:
+            out[n] = {"supported": False,
+                      "reason": f"op '{op}' has no hls4ml PyTorch converter"}
+            continue
+        shape = d["out_shape"]
+        numel = math.prod(shape[1:]) if len(shape) > 1 else 1
+        positions = math.prod(shape[2:]) if len(shape) > 2 else 1  # pixels per sample
+        mults = d["macs"] // max(1, positions)  # multiplies per output position
+        weights = d["param_bytes"] // 4
+        if mults > 0 and op in ("linear", "conv1d", "conv2d"):
+            reuse = max(1, math.ceil(mults / dsp_slot))
+            cycles = positions * reuse
+            depth = reuse + math.ceil(math.log2(mults + 1)) + 3
+            dsp = math.ceil(mults / reuse)
+            wbits = weights * FPGA_BITS
+            bram = math.ceil(wbits / 18432) if reuse > 1 else 0
+            lut = 40 * dsp + (0 if reuse > 1 else wbits // 4) + 200
+        else:
+            reuse = 1
+            cycles = positions if len(shape) > 2 else 1
+            depth = 4 + (math.ceil(math.log2(numel + 1)) if op == "softmax" else 0)
+            dsp = 0
+            bram = 1 if op == "softmax" else 0  # exp/inv lookup tables
+            lut = 20 * (shape[1] if len(shape) > 1 else 1) + 100
+            if op in ("maxpool2d", "avgpool2d", "conv2d"):
+                bram += 1
+        ff = int(1.5 * lut)
+        out[n] = {
+            "supported": True, "reuse": reuse, "ii_cycles": int(cycles),
+            "latency_cycles": int(cycles + depth),
+            "resources": {"lut": int(lut), "ff": ff, "dsp": int(dsp), "bram_18k": int(bram),
+                          "uram": 0},
+            "seconds": (cycles + depth) / clock_hz,
+        }
+        fits = {k: v for k, v in out[n]["resources"].items()
+                if v > getattr(board.slots.resources, k)}
+        if fits:
+            need = ", ".join(f"{k} {v} > {getattr(board.slots.resources, k)}"
+                             for k, v in fits.items())
+            out[n].update(supported=False, reason=f"needs more than one slot ({need})")
+    return out
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile(lg: LayerGraph, batch_sizes: list[int], devices: list[str],
+            board: Board | None = None,
+            progress: Callable[[str, int, int], None] | None = None,
+            **timing: Any) -> CostTable:
+    """Measure CPU/GPU per layer and model the FPGA; ``devices`` from cpu/gpu/fpga."""
+    times: dict[str, dict[str, dict[str, float]]] = {n: {} for n in lg.compute_nodes}
+    source: dict[str, str] = {}
+    for dev in devices:
+        if dev in ("cpu", "gpu"):
+            if dev == "gpu" and not torch.cuda.is_available():
+                raise PlanError("gpu requested but torch sees no CUDA device; drop gpu from "
+                                "--devices")
+            for n, by_batch in measure(lg, dev, batch_sizes, progress, **timing).items():
+                times[n][dev] = by_batch
+            source[dev] = "measured"
+    fpga: dict[str, dict[str, Any]] = {}
+    if "fpga" in devices:
+        if board is None:
+            raise PlanError("fpga requested without a board; pass --board")
+        fpga = fpga_model(lg, board)
+        for n, m in fpga.items():
+            if m["supported"]:
+                # the model is per sample and streams samples back to back
+                times[n]["fpga"] = {str(b): m["seconds"] + (b - 1) * m["ii_cycles"] / (
+                    board.clocks.pl_mhz * 1e6) for b in batch_sizes}
+        source["fpga"] = f"modeled ({board.name}, {board.clocks.pl_mhz:g} MHz)"
+    env = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+           "machine": platform.machine(), "processor": platform.processor() or "",
+           "board": board.name if board else None}
+    return CostTable(model=lg.name, input_shape=list(lg.input_shape),
+                     batch_sizes=list(batch_sizes), times=times, source=source, fpga=fpga,
+                     env=env)
+
+
+# --------------------------------------------------------------------------- problem
+
+
+def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[str],
+                  board: Board | None = None, host: Host | None = None,
+                  slots: int | None = None) -> Problem:
+    """Turn a cost table into a partitioning :class:`Problem` at one batch size.
+
+    A batch pays a link's fixed latency once, so per sample it costs
+    ``latency / batch``; compute is per sample the same way.
+    """
+    table.check_matches(lg)
+    host = host or load_host()
+    units = [Unit("cpu", "cpu", memory_bytes=host.cpu_memory_mb * 2**20)]
+    if "gpu" in devices and "gpu" in table.source:
+        units.append(Unit("gpu", "gpu", memory_bytes=host.gpu_memory_mb * 2**20))
+    fpga = "fpga" in devices and board is not None and "fpga" in table.source
+    if fpga:
+        assert board is not None
+        count = board.slots.count if slots is None else slots
+        cap = {k: float(v) for k, v in board.slots.resources.as_dict().items()}
+        units += [Unit(f"fpga{k}", "fpga", k, capacity=dict(cap)) for k in range(count)]
+    compute: dict[str, dict[str, float]] = {}
+    reasons: dict[str, dict[str, str]] = {}
+    resources: dict[str, dict[str, float]] = {}
+    memory: dict[str, float] = {}
+    for n in lg.nodes:
+        d = lg.dag.nodes[n]
+        if d["op"] in IO_OPS:  # the host feeds the input and takes the output
+            compute[n] = {"cpu": 0.0}
+            continue
+        compute[n] = {}
+        reasons[n] = {}
+        memory[n] = float(d["param_bytes"])
+        for u in units:
+            t = table.per_sample(n, u.device, batch)
+            if t is None:
+                reasons[n][u.name] = table.fpga.get(n, {}).get("reason", "not profiled")
+                continue
+            compute[n][u.name] = t
+        if n in table.fpga and table.fpga[n].get("supported"):
+            resources[n] = {k: float(v) for k, v in table.fpga[n]["resources"].items()}
+    links: dict[frozenset[str], LinkCost] = {}
+    ports = {u.device for u in units}
+    for a in ports:
+        for b in ports:
+            if a >= b:
+                continue
+            link = host.link(a, b, board)
+            links[frozenset((a, b))] = LinkCost(link.bandwidth_mb_s * 1e6,
+                                                link.latency_us * 1e-6 / batch)
+    if fpga:
+        assert board is not None
+        # slot to slot through the AXI4-Stream switch: one beat per PL clock, not shared
+        beat = board.dma.data_width_bits / 8 * board.clocks.pl_mhz * 1e6
+        links[frozenset(("fpga",))] = LinkCost(beat, 0.0, shared=False)
+    out_bytes = {n: float(lg.dag.nodes[n]["out_bytes"]) for n in lg.nodes}
+    return Problem(lg.dag, units, compute, out_bytes, links, resources, memory, reasons)
+
+
+def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
+              devices: list[str] | None = None, board: Board | None = None,
+              table: CostTable | None = None, slots: int | None = None,
+              solver: str = "auto", **timing: Any) -> Plan:
+    """Profile (unless a table is given), build the problem, solve it: one call for ``--auto``."""
+    if devices is None:
+        devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
+        if board is not None:
+            devices.append("fpga")
+    if table is None:
+        table = profile(lg, sorted({1, batch}), devices, board, **timing)
+    problem = build_problem(lg, table, batch, devices, board, slots=slots)
+    sol = solve(problem, objective, solver)
+    return make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
+                     objective=objective, batch=batch, board=board.name if board else None)
+
+
+def single_device_plans(problem: Problem) -> dict[str, dict[str, float]]:
+    """Predicted figures with everything on one device: the baseline to beat."""
+    from hwpart.partition import evaluate
+
+    out = {}
+    for u in problem.units:
+        if u.is_slot and u.slot != 0:
+            continue
+        assign = single_device(problem, u.name)
+        if assign is None:
+            continue
+        ev = evaluate(problem, assign)
+        out[u.name] = {"latency_s": ev.latency_s, "throughput_sps": ev.throughput_sps}
+    return out

@@ -1,0 +1,130 @@
+"""The Device Abstraction Layer: one protocol every execution target implements.
+
+The runtime never asks what a device *is*; it loads a stage on it, feeds it
+named values and reads its metrics. That keeps the FPGA (PYNQ DMA on a real or
+simulated board) a drop-in: it implements the same six methods.
+
+Contract the runtime relies on:
+
+* ``run(handle, env)`` takes the stage's input dict (named values, host-side
+  tensors) and returns the dict for the next stage: the stage's outputs plus the
+  values in ``stage.keep``, dead values dropped (what :meth:`Stage.__call__`
+  does). Values cross stage boundaries in host memory, so any device can follow
+  any other; a device may hand back tensors in its own host buffers (pinned
+  memory, PYNQ buffers) as long as it never rewrites a buffer it returned.
+* ``run`` is called from one worker thread per loaded stage, possibly several
+  stages of one device at once, so a device must not keep per-call state outside
+  the handle.
+* ``metrics()`` is called from the monitor's thread; ``None`` means "not readable
+  here" (shown as n/a), which is different from a measured 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from hwpart.errors import DeviceError
+from hwpart.graph import LayerGraph
+from hwpart.stages import Stage
+
+#: Metric names devices report (all optional); the monitor shows these columns.
+METRIC_KEYS = ("util", "power_w", "energy_j", "mem_used_b", "mem_total_b")
+
+Metrics = dict[str, float | None]
+
+
+@dataclass
+class LoadedStage:
+    """A stage made resident on a device; what ``run`` and ``unload`` take back."""
+
+    stage: Stage
+    device: str  # the device's name, for messages
+    state: dict[str, Any] = field(default_factory=dict)  # device-specific (module copy, stream)
+
+
+@runtime_checkable
+class Device(Protocol):
+    """What the runtime needs of an execution target."""
+
+    name: str  # shown to the user: "cpu", "gpu:0 (NVIDIA H200)"
+    kind: str  # the registry key: "cpu", "gpu", "fpga"
+
+    def available(self) -> tuple[bool, str]:
+        """(usable here, one-line reason) -- the reason is shown by ``hwpart devices``."""
+        ...
+
+    def capabilities(self, lg: LayerGraph) -> set[str]:
+        """Names of the graph nodes this device can run (ONNX Runtime's GetCapability)."""
+        ...
+
+    def load(self, stage: Stage) -> LoadedStage: ...
+
+    def run(self, handle: LoadedStage, env: dict[str, Any]) -> dict[str, Any]: ...
+
+    def unload(self, handle: LoadedStage) -> None: ...
+
+    def metrics(self) -> Metrics: ...
+
+
+def merge_outputs(stage: Stage, env: dict[str, Any], out: Any) -> dict[str, Any]:
+    """The next stage's env from this stage's raw submodule output (``Stage.__call__``'s rule).
+
+    Devices that run the submodule themselves (on another memory, through DMA)
+    use this so liveness is decided in one place.
+    """
+    new = {k: v for k, v in env.items() if k in stage.keep}
+    for idx, name in stage.outputs:
+        if name in stage.keep:
+            new[name] = out if idx is None else out[idx]
+    return new
+
+
+# --------------------------------------------------------------------------- registry
+
+DeviceFactory = Callable[..., Device]
+_REGISTRY: dict[str, DeviceFactory] = {}
+
+
+def register_device(kind: str, factory: DeviceFactory, *, replace: bool = False) -> None:
+    """Make a device kind known by name, so plans and the CLI can ask for it."""
+    if kind in _REGISTRY and not replace:
+        raise ValueError(f"device kind {kind!r} is already registered")
+    _REGISTRY[kind] = factory
+
+
+def registered_kinds() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_device(kind: str, **options: Any) -> Device:
+    """A device of ``kind``, checked to be available; raises DeviceError with the reason."""
+    factory = _REGISTRY.get(kind)
+    if factory is None:
+        raise DeviceError(
+            f"no device kind {kind!r} (known: {', '.join(_REGISTRY) or 'none'}); "
+            "a plan that uses it cannot run here"
+        )
+    dev = factory(**options)
+    ok, reason = dev.available()
+    if not ok:
+        raise DeviceError(f"device {kind!r} is not available here: {reason}")
+    return dev
+
+
+def available_devices() -> list[tuple[str, bool, str]]:
+    """(kind, usable, reason) for every registered kind; never raises (for ``hwpart devices``)."""
+    rows = []
+    for kind, factory in _REGISTRY.items():
+        try:
+            ok, reason = factory().available()
+        except Exception as exc:  # a broken driver must not hide the other devices
+            ok, reason = False, f"probe failed: {type(exc).__name__}: {exc}"
+        rows.append((kind, ok, reason))
+    return rows
+
+
+def unit_kind(unit: str) -> str:
+    """``fpga0`` -> ``fpga``: a plan's unit names its device kind plus an optional slot."""
+    return unit.rstrip("0123456789")
