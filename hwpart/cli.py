@@ -16,8 +16,10 @@ from rich.table import Table
 from hwpart.errors import HwpartError
 from hwpart.graph import IO_OPS
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns,
+# so tables are never cut.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:

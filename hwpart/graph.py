@@ -10,8 +10,11 @@ is the fallback for models fx cannot trace, e.g. Python control flow on shapes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
+import logging
 import math
 import sys
 import traceback
@@ -184,8 +187,10 @@ def _trace(model: torch.nn.Module, x: torch.Tensor, name: str) -> tuple[fx.Graph
     try:
         # batch 2 and a dynamic batch dim: an example of 1 would specialise on it
         x2 = torch.cat([x, x])
-        ep = torch.export.export(model, (x2,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
-                                 strict=False)
+        with _quiet_torch_logs():
+            ep = torch.export.export(model, (x2,),
+                                     dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
+                                     strict=False)
         gm = ep.module()
         assert isinstance(gm, fx.GraphModule)
         # export's input guard is not a layer; the shape was checked on the eager model
@@ -201,6 +206,19 @@ def _trace(model: torch.nn.Module, x: torch.Tensor, name: str) -> tuple[fx.Graph
         f"failed ({ex_msg}). Make control flow independent of tensor values, or move that "
         "part into a separate model"
     )
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """torch.export prints the whole failing graph to stderr; our error names the line instead."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _where(exc: BaseException, model: torch.nn.Module) -> str:
