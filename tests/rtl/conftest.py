@@ -93,7 +93,9 @@ def run_cocotb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """run_cocotb(toplevel, sim="icarus", defines=None, parameters=None,
     testcase=None) -> SimResult.  Never raises for failing cocotb tests;
     callers assert on the result."""
-    from cocotb_tools.runner import get_runner
+    runner_mod = pytest.importorskip("cocotb_tools.runner", reason="cocotb is not installed")
+    pytest.importorskip("cocotbext.axi", reason="cocotbext-axi is not installed")
+    get_runner = runner_mod.get_runner
 
     monkeypatch.syspath_prepend(str(TB))          # the runner passes sys.path on
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # keep sim/tb clean
