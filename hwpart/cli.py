@@ -225,19 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
     pb = sub.add_parser("boards", help="list the known boards")
     pb.set_defaults(func=cmd_boards)
 
-    _add_runtime_commands(sub)
+    _add_plugin_commands(sub)
     return p
 
 
-def _add_runtime_commands(sub: Any) -> None:
-    """``run`` and ``devices`` live with the runtime; registered here when it is present."""
-    try:
-        from hwpart import runtime
-    except ImportError:
-        return
-    register = getattr(runtime, "register_cli", None)
-    if register is not None:
-        register(sub)
+#: Modules that add their own subcommands through ``register_cli(subparsers)``:
+#: ``run``/``devices`` live with the runtime, ``overlay`` with the overlay builder.
+PLUGIN_MODULES = ("hwpart.runtime", "hwpart.overlay")
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    import importlib
+
+    for name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency inside it: say so
+                raise
+            continue
+        register = getattr(module, "register_cli", None)
+        if register is not None:
+            register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
