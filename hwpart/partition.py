@@ -304,16 +304,7 @@ def solve_chain_dp(problem: Problem) -> Solution:
                 if mask & bit:
                     continue
                 c = base + (problem.transfer(order[i - 1], u, slot.name) if u is not None else 0)
-                used = dict.fromkeys(RESOURCE_KEYS, 0.0)
-                for j in range(i, n):
-                    m = order[j]
-                    if slot.name not in problem.compute[m]:
-                        break
-                    for r in used:
-                        used[r] += problem.resources.get(m, {}).get(r, 0.0)
-                    if slot.capacity and any(used[r] > slot.capacity.get(r, math.inf) + 1e-9
-                                             for r in used):
-                        break
+                for j, m in _slot_run(problem, slot, i):
                     c += problem.compute[m][slot.name]
                     relax(j, (slot.name, mask | bit), c, (u, mask) if u is not None else None, i)
     if not best[n - 1]:
@@ -648,21 +639,27 @@ def _slot_runs(problem: Problem, unit: Unit, assign: dict[str, str], max_len: in
 
     Layers already in another slot are not taken: removing one could split that group.
     """
-    order = problem.order
-    for i in range(len(order)):
-        used = dict.fromkeys(RESOURCE_KEYS, 0.0)
+    for i in range(len(problem.order)):
         run: list[str] = []
-        for j in range(i, min(len(order), i + max_len)):
-            m = order[j]
-            if unit.name not in problem.compute[m] or problem.unit_by_name[assign[m]].is_slot:
-                break
-            for r in used:
-                used[r] += problem.resources.get(m, {}).get(r, 0.0)
-            if unit.capacity and any(used[r] > unit.capacity.get(r, math.inf) + 1e-9
-                                     for r in used):
+        for j, m in _slot_run(problem, unit, i):
+            if j - i >= max_len or problem.unit_by_name[assign[m]].is_slot:
                 break
             run.append(m)
             yield list(run)
+
+
+def _slot_run(problem: Problem, slot: Unit, start: int):
+    """(position, node) from ``start`` on, while the slot can run them within its resources."""
+    used = dict.fromkeys(RESOURCE_KEYS, 0.0)
+    for j in range(start, len(problem.order)):
+        m = problem.order[j]
+        if slot.name not in problem.compute[m]:
+            return
+        for r in used:
+            used[r] += problem.resources.get(m, {}).get(r, 0.0)
+        if slot.capacity and any(used[r] > slot.capacity.get(r, math.inf) + 1e-9 for r in used):
+            return
+        yield j, m
 
 
 # --------------------------------------------------------------------------- plans
