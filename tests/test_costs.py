@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import example_graph
+from examples import example_graph
 
 from hwpart.boards import load_board
 from hwpart.costs import CostTable, auto_plan, build_problem, fpga_model, profile, time_call

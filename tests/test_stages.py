@@ -55,7 +55,7 @@ def test_split_reproduces_every_example_model(example) -> None:
 
 
 def test_each_stage_reads_only_live_values() -> None:
-    from conftest import example_graph
+    from examples import example_graph
 
     lg = example_graph("resnet_block")
     order = lg.compute_nodes
@@ -78,7 +78,7 @@ def test_export_captured_model_splits() -> None:
 
 
 def test_plan_for_another_model_is_refused() -> None:
-    from conftest import example_graph
+    from examples import example_graph
 
     lg = example_graph("jet_tagger")
     other = example_graph("resnet_block")
