@@ -11,11 +11,18 @@ SAMPLES ?= 2000
 
 .PHONY: setup run test lint clean
 
+# command -> Debian package, for what the suite needs beyond Python packages:
+# Icarus for the cocotb RTL tests, g++ for hls4ml's C simulation.
+APT_NEEDS := iverilog:iverilog g++:g++
+
 $(STAMP): pyproject.toml
-	@command -v iverilog >/dev/null 2>&1 || { \
-	  echo "installing iverilog (apt)"; \
+	@missing=""; for pair in $(APT_NEEDS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	$(PY) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing with apt-get:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq iverilog >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
