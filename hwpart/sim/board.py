@@ -1,0 +1,337 @@
+"""The simulated PYNQ board: a ``pynq.Device`` subclass that PYNQ code drives unmodified.
+
+PYNQ finds devices through ``DeviceMeta``: any subclass that defines
+``_probe_`` is asked for instances. :func:`install` makes a :class:`SimBoard`
+the active device, after which ``pynq.allocate``, ``pynq.MMIO``,
+``pynq.Overlay(shell.bit)``, ``Overlay.pr_download`` and ``pynq.lib.dma.DMA``
+all reach it. It declares the ``REGISTER_RW`` capability, so every MMIO access
+arrives here as ``read_registers``/``write_registers`` and is decoded against
+the shell's address map (:mod:`hwpart.sim.hwh`).
+
+Stand-ins PYNQ needs off-board -- all of them, in one place (:func:`_standins`):
+
+* ``pynq.pl_server.device.HWH``: off a Zynq CPU PYNQ binds this name to its
+  abstract parser, and ``Device._update_pr_ip`` refuses any partial parser that
+  is not exactly of that type; we parse with ``_HWHZynq`` and point the name
+  there.
+* ``pynq.ps.Clocks``: its real implementation programs the PS clock registers
+  of a Zynq; ``Overlay.download`` sets FCLK0 through it. The stand-in records
+  the requested frequency (and checks it against the board file).
+
+Buffers are numpy views of the board's DDR (:mod:`hwpart.sim.ddr`) with no
+``.memory`` attribute, so PYNQ never tries to ``munmap`` them; they are
+returned to the allocator when the last view is garbage-collected.
+
+The stream fabric moves whole packets: MM2S -> switch slave 0 -> (switch)
+-> slot input -> RM (hls4ml C simulation) -> slot output -> ... -> master 0
+-> S2MM. A packet that has nowhere to go (route disabled, slot decoupled, in
+reset or empty, no S2MM buffer armed) waits where it is, as back-pressure
+would hold it; any register write that may unblock it moves it on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pynq
+import pynq.ps
+from pynq.buffer import PynqBuffer
+from pynq.pl_server import device as pynq_device
+from pynq.pl_server.hwh_parser import _HWHZynq, get_hwh_name
+
+from hwpart.boards import Board, load_board
+from hwpart.sim import hwh
+from hwpart.sim.ddr import DDR
+from hwpart.sim.decoupler import SlotModel
+from hwpart.sim.dma import AxiDmaModel, Packet
+from hwpart.sim.hwh import read_shell_bit
+from hwpart.sim.rm import SimRM, read_partial_bit
+from hwpart.sim.switch import SwitchModel
+from hwpart.sim.timing import POLL_SLEEP_S, ModeledLedger, TimingModel, wait_until
+
+DEFAULT_DDR_MB = 256
+
+_INSTALLED: list[SimBoard] = []
+
+
+class SimClocks:
+    """Stand-in for PYNQ's Zynq clock driver: remembers what was asked, programs nothing."""
+
+    def __init__(self, pl_mhz: float) -> None:
+        self.pl = {0: pl_mhz, 1: 0.0, 2: 0.0, 3: 0.0}
+        self.cpu_mhz = 650.0
+
+    def get_pl_clk(self, clk_idx: int) -> float:
+        return self.pl[clk_idx]
+
+    def set_pl_clk(self, clk_idx: int, div0: int | None = None, div1: int | None = None,
+                   clk_mhz: float | None = None) -> None:
+        if clk_mhz is not None:
+            self.pl[clk_idx] = float(clk_mhz)
+
+    def get_cpu_mhz(self) -> float:
+        return self.cpu_mhz
+
+
+def _standins(board: SimBoard) -> None:
+    """Every stand-in PYNQ needs off-board (see the module docstring). Idempotent."""
+    pynq_device.HWH = _HWHZynq
+    pynq.ps.Clocks._real_instance = board.clocks
+    pynq.ps.Clocks.device = board
+
+
+@dataclass
+class FabricStats:
+    packets_in: int = 0
+    packets_out: int = 0
+    held: int = 0  # packets waiting somewhere right now
+
+
+class SimBoard(pynq.Device):
+    """A simulated Zynq board with the hwpart static shell. See the module docstring."""
+
+    _probe_priority_ = 350
+
+    @classmethod
+    def _probe_(cls) -> list[SimBoard]:
+        return list(_INSTALLED)
+
+    def __init__(self, board: Board | str = "pynq-z2", pace: bool | None = None,
+                 ddr_mb: int | None = None, batch: bool = True, index: int = 0) -> None:
+        super().__init__(f"hwpart_sim{index}")
+        self.board = load_board(board) if isinstance(board, str) else board
+        self.name = f"hwpart-sim-{self.board.name}"
+        self.capabilities = {"REGISTER_RW": True, "MEMORY_MAPPED": False, "CALLABLE": False}
+        self.timing = TimingModel.from_board(self.board, pace)
+        self.ledger = ModeledLedger()
+        self.clocks = SimClocks(self.board.clocks.pl_mhz)
+        self.batch = batch
+        mb = ddr_mb or min(self.board.ddr_mb, DEFAULT_DDR_MB)
+        self.ddr = DDR(mb * 1024 * 1024)
+        self.lock = threading.RLock()
+        self.bus_bytes = self.board.dma.data_width_bits // 8
+        self.stats = FabricStats()
+        self.bitfile_name = ""
+        self.timestamp = ""
+        self.shell: dict[str, Any] | None = None
+        self._pending_partial: tuple[str, Any] | None = None
+        self._configure(slots=self.board.slots.count, sg=False)
+
+    # ------------------------------------------------------------------ shell state
+
+    def _configure(self, slots: int, sg: bool) -> None:
+        self.switch = SwitchModel(1 + slots, 1 + slots)
+        self.slots = [SlotModel(k) for k in range(slots)]
+        self.dma = AxiDmaModel(self.ddr, self.timing, self.ledger, self._push_mm2s, sg=sg,
+                               data_width_bits=self.board.dma.data_width_bits)
+        self.dma.on_armed = self._propagate
+        self.queues: list[deque[Packet]] = [deque() for _ in range(1 + slots)]
+        self.s2mm_queue: deque[Packet] = deque()
+
+    @property
+    def pace(self) -> bool:
+        return self.timing.pace
+
+    @pace.setter
+    def pace(self, on: bool) -> None:
+        self.timing.pace = on
+
+    # ------------------------------------------------------------------ pynq.Device API
+
+    def allocate(self, shape: Any, dtype: Any = "u4", **kwargs: Any) -> PynqBuffer:
+        """A buffer in simulated DDR: a numpy view, physical address = its DDR address."""
+        dt = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        nbytes = int(np.prod(shape)) * dt.itemsize
+        addr = self.ddr.alloc(max(nbytes, 1))
+        buf = PynqBuffer(shape, dt, buffer=self.ddr.mem, offset=addr - self.ddr.base,
+                         device=self, device_address=addr, bo=None, coherent=True)
+        weakref.finalize(buf, self.ddr.free, addr)
+        return buf
+
+    def flush(self, *args: Any) -> None:  # coherent buffers: nothing to do
+        pass
+
+    def invalidate(self, *args: Any) -> None:
+        pass
+
+    def read_registers(self, address: int, length: int) -> bytes:
+        out = bytearray()
+        wait = 0.0
+        for a in range(address, address + length, 4):
+            with self.lock:
+                v, w = self._read32(a)
+            wait = max(wait, w)
+            out += int(v & 0xFFFF_FFFF).to_bytes(4, "little")
+        if wait > 0:  # modeled hardware time not reached yet: let the poller yield
+            time.sleep(min(wait, POLL_SLEEP_S))
+        return bytes(out[:length])
+
+    def write_registers(self, address: int, data: bytes) -> None:
+        data = bytes(data) + b"\0" * ((-len(data)) % 4)
+        with self.lock:
+            for i in range(0, len(data), 4):
+                self._write32(address + i, int.from_bytes(data[i:i + 4], "little"))
+
+    def get_bitfile_metadata(self, bitfile_name: str, partial: bool = False) -> Any:
+        """Parse the generated ``.hwh`` next to the bitstream with PYNQ's own Zynq parser."""
+        name = get_hwh_name(bitfile_name)
+        if not Path(name).is_file():
+            raise RuntimeError(f"no .hwh next to {bitfile_name} (expected {name})")
+        parser = _HWHZynq(hwh_name=name)
+        parser.systemgraph = None
+        parser.bin_data = parser.xclbin_data = parser.dtbo_data = None
+        if not partial:
+            ps = next(v for v in parser.ip_dict.values()
+                      if v.get("type", "").startswith("xilinx.com:ip:processing_system7"))
+            for i, clk in parser.clock_dict.items():
+                clk["frequency"] = float(ps["parameters"].get(f"PCW_FPGA{i}_PERIPHERAL_FREQMHZ", 0))
+        return parser
+
+    def download(self, bitstream: Any, parser: Any = None) -> None:
+        if not bitstream.partial:
+            info = read_shell_bit(bitstream.bitfile_name)
+            with self.lock:
+                self.shell = info
+                self._configure(int(info["slots"]), bool(info.get("sg", False)))
+            fclk = self.clocks.get_pl_clk(0)
+            if abs(fclk - self.board.clocks.pl_mhz) > 1e-6:
+                warnings.warn(f"shell sets FCLK0 to {fclk} MHz but board {self.board.name} "
+                              f"is modeled at {self.board.clocks.pl_mhz} MHz", stacklevel=2)
+            self.post_download(bitstream, parser, self.name)
+            return
+        if self.shell is None:
+            raise RuntimeError("partial bitstream before a shell: load the Overlay first")
+        spec = read_partial_bit(bitstream.bitfile_name)
+        modeled = self.timing.pr_s(spec.partial_bytes)
+        t0 = time.perf_counter()
+        rm = SimRM(spec, batch=self.batch)
+        if self.timing.pace:  # the configuration port's modeled time, not a stand-in for work
+            wait_until(t0 + modeled)
+        self.ledger.add_pr(modeled)
+        self._pending_partial = (bitstream.bitfile_name, rm)
+
+    def update_partial_region(self, hier: str, parser: Any) -> None:
+        super().update_partial_region(hier, parser)
+        if self._pending_partial is None:
+            return
+        _, rm = self._pending_partial
+        self._pending_partial = None
+        k = slot_of_region(hier)
+        with self.lock:
+            self.slots[k].install(rm)
+            self._propagate()
+
+    def post_download(self, bitstream: Any, parser: Any, name: str = "Unknown") -> None:
+        super().post_download(bitstream, parser, name)
+
+    # ------------------------------------------------------------------ register decode
+
+    def _read32(self, a: int) -> tuple[int, float]:
+        if hwh.DMA_BASE <= a < hwh.DMA_BASE + hwh.DMA_RANGE:
+            return self.dma.read(a - hwh.DMA_BASE)
+        off = a - hwh.CTRL_BASE
+        if 0 <= off < hwh.SLOT_STRIDE:
+            return self.switch.read(off), 0.0
+        k = off // hwh.SLOT_STRIDE - 1
+        if 0 <= k < len(self.slots):
+            return self.slots[k].read(off % hwh.SLOT_STRIDE), 0.0
+        return 0, 0.0  # DECERR on hardware; reads 0 as the RTL shell does
+
+    def _write32(self, a: int, v: int) -> None:
+        if hwh.DMA_BASE <= a < hwh.DMA_BASE + hwh.DMA_RANGE:
+            self.dma.write(a - hwh.DMA_BASE, v)
+            return
+        off = a - hwh.CTRL_BASE
+        if 0 <= off < hwh.SLOT_STRIDE:
+            if self.switch.write(off, v):
+                self._propagate()
+            return
+        k = off // hwh.SLOT_STRIDE - 1
+        if 0 <= k < len(self.slots) and self.slots[k].write(off % hwh.SLOT_STRIDE, v):
+            self._propagate()
+
+    # ------------------------------------------------------------------ stream fabric
+
+    def _push_mm2s(self, pkt: Packet) -> None:
+        self.stats.packets_in += 1
+        self.queues[0].append(pkt)
+        self._propagate()
+
+    def _propagate(self) -> None:
+        """Move every packet that can move; called under ``self.lock`` after any change."""
+        now = time.perf_counter()
+        moved = True
+        while moved:
+            moved = False
+            for s, q in enumerate(self.queues):
+                while q:
+                    m = self.switch.master_for(s)
+                    if m is None:
+                        break
+                    pkt = q[0]
+                    t_acc = max(pkt.ready_s, now)
+                    if m == 0:
+                        if not self.dma.offer(pkt, now):
+                            break
+                        self.stats.packets_out += 1
+                    else:
+                        slot = self.slots[m - 1]
+                        if not slot.accepting:
+                            break
+                        rm = slot.rm
+                        assert rm is not None
+                        out, n = rm.process(pkt.data, self.bus_bytes)
+                        rm_s = self.timing.rm_s(rm.spec.cycles(n))
+                        slot.busy_until = max(t_acc, slot.busy_until) + rm_s
+                        slot.processed += 1
+                        self.ledger.add_rm(rm_s, n)
+                        self.queues[m].append(Packet(out, slot.busy_until))
+                    q.popleft()
+                    if pkt.on_accept is not None:
+                        pkt.on_accept(t_acc)
+                    moved = True
+        self.stats.held = sum(len(q) for q in self.queues)
+
+    # ------------------------------------------------------------------ reports
+
+    def modeled(self) -> dict[str, float]:
+        """Totals of the timing model (labelled modeled: never hardware measurements)."""
+        return self.ledger.summary()
+
+
+def slot_of_region(hier: str) -> int:
+    name = hier.rsplit("/", 1)[-1]
+    if not name.startswith("rp") or not name[2:].isdigit():
+        raise ValueError(f"{hier!r} is not a reconfigurable partition of the hwpart shell (rpN)")
+    return int(name[2:])
+
+
+def install(board: Board | str = "pynq-z2", pace: bool | None = None,
+            ddr_mb: int | None = None, batch: bool = True) -> SimBoard:
+    """Make a fresh simulated board PYNQ's active device; returns it.
+
+    Clears PYNQ's device cache (``Device.devices`` is probed once and kept), so
+    it may be called after PYNQ has already looked for devices.
+    """
+    sim = SimBoard(board, pace=pace, ddr_mb=ddr_mb, batch=batch)
+    _INSTALLED[:] = [sim]
+    for cls in (pynq.Device, SimBoard):
+        for attr in ("_devices", "_active_device"):
+            if attr in cls.__dict__:
+                delattr(cls, attr)
+    pynq.Device.active_device = sim
+    _standins(sim)
+    return sim
+
+
+def installed() -> SimBoard | None:
+    return _INSTALLED[0] if _INSTALLED else None

@@ -1,0 +1,120 @@
+"""Overlay bundles as the FPGA device reads them, and simulated bundles written from RMs.
+
+A bundle is a folder with ``manifest.yaml``: the shell (``.bit`` + ``.hwh``),
+the slots, each RM (layers, shapes, stream types, cycles, C-simulation library)
+with one partial (``.bit`` + ``.hwh``) per slot it may go into, and the sha256
+of every file. This is the minimal interface the device needs; the overlay
+builder (``hwpart.overlay``) writes the full manifest with the same fields.
+
+:func:`write_sim_bundle` writes a bundle whose bitstreams are the simulated
+board's stand-ins (:mod:`hwpart.sim.rm`, :mod:`hwpart.sim.board`) and whose
+``.hwh`` files are generated (:mod:`hwpart.sim.hwh`): everything PYNQ needs to
+run ``Overlay`` and ``pr_download`` against :class:`~hwpart.sim.board.SimBoard`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hwpart.boards import Board, load_board
+from hwpart.errors import ConfigError
+from hwpart.sim import hwh
+from hwpart.sim.hwh import write_shell_bit
+from hwpart.sim.rm import RmSpec, write_partial_bit
+
+FORMAT = "hwpart-bundle/1"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class BundleRM:
+    spec: RmSpec
+    partials: dict[int, str]  # slot -> partial .bit, relative to the bundle
+
+
+@dataclass
+class Bundle:
+    root: Path
+    name: str
+    board: str
+    shell_bit: str
+    slots: int
+    sg: bool
+    rms: list[BundleRM]
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def rm(self, name: str) -> BundleRM:
+        for r in self.rms:
+            if r.spec.name == name:
+                return r
+        raise KeyError(name)
+
+
+def load_bundle(root: Path | str) -> Bundle:
+    root = Path(root)
+    mf = root / "manifest.yaml"
+    if not mf.is_file():
+        raise ConfigError(f"{root}: no manifest.yaml (is this an overlay bundle?)")
+    try:
+        d = yaml.safe_load(mf.read_text())
+        rms = []
+        for r in d["rms"]:
+            spec = RmSpec.from_json({k: v for k, v in r.items() if k != "partials"}, base=root)
+            rms.append(BundleRM(spec, {int(k): v for k, v in r["partials"].items()}))
+        return Bundle(root, d["name"], d["board"], d["shell"]["bit"], int(d["slots"]),
+                      bool(d.get("dma", {}).get("sg", False)), rms, dict(d.get("files", {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{mf}: malformed bundle manifest ({type(exc).__name__}: {exc})") from exc
+
+
+def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Board | str = "pynq-z2",
+                     sg: bool = False, slots: int | None = None) -> Bundle:
+    """A bundle for the simulated board: shell, one partial per RM per slot, sha256 of all."""
+    root = Path(root)
+    b = load_board(board) if isinstance(board, str) else board
+    n_slots = slots or b.slots.count
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "partials").mkdir(exist_ok=True)
+    (root / "csim").mkdir(exist_ok=True)
+    write_shell_bit(root / "shell.bit", {"board": b.name, "slots": n_slots, "sg": sg,
+                                         "data_width_bits": b.dma.data_width_bits})
+    (root / "shell.hwh").write_text(hwh.shell_hwh(name, n_slots, b.clocks.pl_mhz, sg,
+                                                  b.dma.data_width_bits))
+    entries = []
+    for spec in rms:
+        lib = root / "csim" / f"{spec.name}.so"
+        shutil.copyfile(spec.library, lib)
+        local = RmSpec(**{**spec.__dict__, "library": str(lib.resolve())})
+        partials = {}
+        for k in range(n_slots):
+            bit = root / "partials" / f"{spec.name}_rp{k}.bit"
+            write_partial_bit(bit, local)
+            bit.with_suffix(".hwh").write_text(hwh.partial_hwh(spec.name, hwh.slot_ctrl_addr(k)))
+            partials[k] = str(bit.relative_to(root))
+        d = local.to_json()
+        d["library"] = str(lib.relative_to(root))
+        d["partials"] = partials
+        entries.append(d)
+    files = {str(p.relative_to(root)): sha256_file(p)
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.yaml"}
+    manifest = {"format": FORMAT, "name": name, "board": b.name,
+                "shell": {"bit": "shell.bit", "hwh": "shell.hwh"}, "slots": n_slots,
+                "dma": {"sg": sg, "data_width_bits": b.dma.data_width_bits},
+                "rms": entries, "files": files}
+    (root / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return load_bundle(root)

@@ -1,0 +1,155 @@
+"""The wire format of an RM: Vivado ``ap_fixed`` words, converted in numpy.
+
+Why here and not in the device: the host (``hwpart.devices.fpga``) encodes
+floats into the RM's input type and the simulated board decodes them again, so
+both sides must share one definition of the format. It is the only place that
+knows how ``ap_fixed<W,I,Q,O>`` rounds and overflows.
+
+Bit-exactness rests on one fact: hls4ml's C simulation entry point
+(``<top>_float``) converts each float into the input type with the type's own
+quantisation (``Q``) and overflow (``O``) modes. If the host applies the same
+rule, the value the RM receives over DMA is exactly what the C simulation would
+have computed from the float, and the decoded result is exactly the C
+simulation's output (every ``ap_fixed`` of up to 24 bits is exact in float32).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_TYPE = re.compile(
+    r"ap_(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*(AP_\w+)\s*)?(?:,\s*(AP_\w+)\s*)?(?:,\s*\d+\s*)?>"
+)
+_INT = re.compile(r"ap_(u?)int<\s*(\d+)\s*>")
+
+
+@dataclass(frozen=True)
+class FixedType:
+    """``ap_fixed<width, integer, quant, overflow>`` (signed unless ``ap_ufixed``)."""
+
+    width: int
+    integer: int
+    signed: bool = True
+    quant: str = "AP_TRN"
+    overflow: str = "AP_WRAP"
+
+    @property
+    def frac(self) -> int:
+        return self.width - self.integer
+
+    @property
+    def word_bytes(self) -> int:
+        """Container on the stream: the smallest of 1/2/4 bytes that holds a word."""
+        for nb in (1, 2, 4):
+            if self.width <= 8 * nb:
+                return nb
+        raise ValueError(f"{self}: words wider than 32 bits are not supported on the stream")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(f"<{'i' if self.signed else 'u'}{self.word_bytes}")
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    def __str__(self) -> str:
+        u = "" if self.signed else "u"
+        return f"ap_{u}fixed<{self.width},{self.integer},{self.quant},{self.overflow}>"
+
+    # ------------------------------------------------------------------ conversions
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Float -> integer word (as int64), with this type's Q and O modes."""
+        v = np.asarray(x, dtype=np.float64) * (2.0 ** self.frac)  # exact: power-of-two scale
+        q = self.quant
+        if q == "AP_TRN":
+            r = np.floor(v)
+        elif q == "AP_TRN_ZERO":
+            r = np.trunc(v)
+        elif q == "AP_RND":  # half towards +inf
+            r = np.floor(v + 0.5)
+        elif q == "AP_RND_MIN_INF":
+            r = np.ceil(v - 0.5)
+        elif q == "AP_RND_ZERO":
+            r = np.sign(v) * np.ceil(np.abs(v) - 0.5)
+        elif q == "AP_RND_INF":
+            r = np.sign(v) * np.floor(np.abs(v) + 0.5)
+        elif q == "AP_RND_CONV":  # half to even, what np.rint does
+            r = np.rint(v)
+        else:
+            raise ValueError(f"unknown quantisation mode {q!r} in {self}")
+        r = np.nan_to_num(r, nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
+        r = np.clip(r, -(2.0**62), 2.0**62).astype(np.int64)
+        o = self.overflow
+        if o == "AP_WRAP":
+            span = 1 << self.width
+            r = (r - self.lo) % span + self.lo
+        elif o == "AP_SAT":
+            r = np.clip(r, self.lo, self.hi)
+        elif o == "AP_SAT_ZERO":
+            r = np.where((r < self.lo) | (r > self.hi), 0, r)
+        elif o == "AP_SAT_SYM":
+            lo = -self.hi if self.signed else 0
+            r = np.clip(r, lo, self.hi)
+        else:
+            raise ValueError(f"unknown overflow mode {o!r} in {self}")
+        return r
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Float -> stream words in their container dtype."""
+        return self.quantize(x).astype(self.dtype)
+
+    def decode(self, words: np.ndarray) -> np.ndarray:
+        """Stream words -> float32 (exact for widths up to 24 bits)."""
+        return (np.asarray(words).astype(np.float64) * (2.0 ** -self.frac)).astype(np.float32)
+
+    def encode_exact(self, y: np.ndarray) -> np.ndarray:
+        """Float values that *are* this type (the C simulation's outputs) -> words.
+
+        Refuses values that are not on this type's grid: that would mean the
+        output type was read wrongly and the stream would silently lose bits.
+        """
+        v = np.asarray(y, dtype=np.float64) * (2.0 ** self.frac)
+        r = np.rint(v)
+        if not np.array_equal(r, v) or (r.size and (r.min() < self.lo or r.max() > self.hi)):
+            raise ValueError(f"values are not exactly representable as {self}")
+        return r.astype(self.dtype)
+
+
+def parse_type(text: str) -> FixedType:
+    """``ap_fixed<16,6,AP_RND_CONV,AP_SAT>`` / ``ap_ufixed<8,0>`` / ``ap_int<8>``."""
+    m = _TYPE.search(text)
+    if m:
+        u, w, i, q, o = m.groups()
+        return FixedType(int(w), int(i), signed=not u, quant=q or "AP_TRN",
+                         overflow=o or "AP_WRAP")
+    m = _INT.search(text)
+    if m:
+        u, w = m.groups()
+        return FixedType(int(w), int(w), signed=not u)
+    raise ValueError(f"not an ap_fixed/ap_int type: {text!r}")
+
+
+def project_io_types(firmware: Path) -> tuple[FixedType, FixedType]:
+    """(input, result) types of a compiled hls4ml project, read from ``defines.h``.
+
+    Read from the generated source, not from the config, because hls4ml may
+    infer a result type ('auto') that differs from the default precision.
+    """
+    text = (firmware / "defines.h").read_text()
+    found = {}
+    for name in ("input_t", "result_t"):
+        m = re.search(rf"typedef\s+(.+?)\s+{name}\s*;", text)
+        if not m:
+            raise ValueError(f"{firmware / 'defines.h'}: no typedef for {name}")
+        found[name] = parse_type(m.group(1))
+    return found["input_t"], found["result_t"]

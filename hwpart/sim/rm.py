@@ -1,0 +1,232 @@
+"""Reconfigurable modules as the simulated board runs them: the hls4ml C simulation.
+
+An RM is described by :class:`RmSpec` -- the minimal interface this package
+needs from an overlay bundle (name, layers, shapes, stream types, cycles, the
+compiled C-simulation library). A simulated partial bitstream *is* that spec
+written as JSON (:func:`write_partial_bit`): ``pr_download`` of it puts the RM
+in the slot, exactly as a real partial puts real logic there.
+
+Speed. hls4ml's own ``predict`` calls the library once per sample through
+ctypes (about 6-8k samples/s for the jet MLP). :func:`batch_library` compiles a
+ten-line ``extern "C"`` loop against the same library, so a whole DMA packet
+is one ctypes call that releases the GIL. The arithmetic is the library's own,
+so results are bit-identical to the per-sample path (a test checks it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hwpart.sim.fixed import FixedType, parse_type
+
+BIT_MAGIC = b"HWPART-SIM-PARTIAL 1\n"
+
+_WRAPPER = """\
+extern "C" void {top}_float(float *in, float *out);
+extern "C" void hwpart_batch(float *in, float *out, long n, long n_in, long n_out) {{
+    for (long i = 0; i < n; ++i) {top}_float(in + i * n_in, out + i * n_out);
+}}
+"""
+
+
+@dataclass
+class RmSpec:
+    """What the board (and the FPGA device) need to know of one RM."""
+
+    name: str
+    layers: list[str]
+    in_shape: tuple[int, ...]  # per sample, torch order
+    out_shape: tuple[int, ...]
+    in_type: str  # ap_fixed<...> of the stream words in and out
+    out_type: str
+    library: str  # hls4ml-compiled C simulation (.so), absolute or relative to the spec file
+    top: str = "hwpart_rm"
+    latency_cycles: int = 100  # first sample in -> first result out
+    ii_cycles: int = 1  # cycles between samples in steady state
+    partial_bytes: int | None = None  # None: the board's slot size
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_in(self) -> int:
+        return int(math.prod(self.in_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(math.prod(self.out_shape))
+
+    @property
+    def tin(self) -> FixedType:
+        return parse_type(self.in_type)
+
+    @property
+    def tout(self) -> FixedType:
+        return parse_type(self.out_type)
+
+    def cycles(self, samples: int) -> int:
+        return 0 if samples <= 0 else self.latency_cycles + (samples - 1) * self.ii_cycles
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["in_shape"], d["out_shape"] = list(self.in_shape), list(self.out_shape)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, base: Path | None = None) -> RmSpec:
+        d = dict(d)
+        d["in_shape"], d["out_shape"] = tuple(d["in_shape"]), tuple(d["out_shape"])
+        if base is not None and not os.path.isabs(d["library"]):
+            d["library"] = str((base / d["library"]).resolve())
+        return cls(**d)
+
+
+def write_partial_bit(path: Path, spec: RmSpec) -> None:
+    """The simulated partial bitstream: a magic line and the spec (library path relative)."""
+    d = spec.to_json()
+    lib = Path(d["library"])
+    try:
+        d["library"] = os.path.relpath(lib, path.parent)
+    except ValueError:  # another drive (not on Linux): keep absolute
+        pass
+    path.write_bytes(BIT_MAGIC + json.dumps(d, indent=1).encode())
+
+
+def read_partial_bit(path: Path) -> RmSpec:
+    data = Path(path).read_bytes()
+    if not data.startswith(BIT_MAGIC):
+        raise ValueError(f"{path}: not a simulated partial bitstream (a real board's .bit "
+                         "cannot be run by the simulated board)")
+    return RmSpec.from_json(json.loads(data[len(BIT_MAGIC):]), base=Path(path).parent)
+
+
+# --------------------------------------------------------------------------- C simulation
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lib_lock(path: str) -> threading.Lock:
+    """One lock per library file: hls4ml's io_stream code keeps ``static`` line buffers,
+    so one library must not run two samples at once (two RMs may run in parallel)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.Lock())
+
+
+def batch_library(library: Path, top: str, cache: Path | None = None) -> Path | None:
+    """Compile (once) the batch loop against ``library``; None when g++ is not there."""
+    cxx = shutil.which("g++")
+    if cxx is None:
+        return None
+    library = Path(library).resolve()
+    key = hashlib.sha256(f"{library}|{library.stat().st_mtime_ns}|{top}".encode()).hexdigest()[:16]
+    d = cache or library.parent
+    if not os.access(d, os.W_OK):
+        d = Path(tempfile.gettempdir()) / "hwpart-rm-batch"
+    d.mkdir(parents=True, exist_ok=True)
+    out = d / f"hwpart_batch-{key}.so"
+    if out.is_file():
+        return out
+    src = d / f"hwpart_batch-{key}.cpp"
+    src.write_text(_WRAPPER.format(top=top))
+    tmp = out.with_suffix(f".tmp{os.getpid()}.so")
+    subprocess.run([cxx, "-O2", "-shared", "-fPIC", str(src), "-o", str(tmp), str(library),
+                    f"-Wl,-rpath,{library.parent}"], check=True, capture_output=True)
+    os.replace(tmp, out)
+    return out
+
+
+class CSimRunner:
+    """Runs an RM's C simulation on float rows (stream order); batch loop when available."""
+
+    def __init__(self, spec: RmSpec, batch: bool = True) -> None:
+        self.spec = spec
+        self.n_in, self.n_out = spec.n_in, spec.n_out
+        self._lock = _lib_lock(str(Path(spec.library).resolve()))
+        self._lib = ctypes.CDLL(str(spec.library))
+        fp = ctypes.POINTER(ctypes.c_float)
+        self._one = getattr(self._lib, f"{spec.top}_float")
+        self._one.argtypes, self._one.restype = [fp, fp], None
+        self._batch = None
+        if batch:
+            try:
+                blib = batch_library(Path(spec.library), spec.top)
+            except (OSError, subprocess.CalledProcessError):
+                blib = None
+            if blib is not None:
+                self._blib = ctypes.CDLL(str(blib))
+                self._batch = self._blib.hwpart_batch
+                self._batch.argtypes = [fp, fp, ctypes.c_long, ctypes.c_long, ctypes.c_long]
+                self._batch.restype = None
+
+    @property
+    def batched(self) -> bool:
+        return self._batch is not None
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, self.n_in)
+        out = np.zeros((x.shape[0], self.n_out), dtype=np.float32)
+        fp = ctypes.POINTER(ctypes.c_float)
+        with self._lock:
+            if self._batch is not None:
+                self._batch(x.ctypes.data_as(fp), out.ctypes.data_as(fp), x.shape[0],
+                            self.n_in, self.n_out)
+            else:
+                for i in range(x.shape[0]):
+                    self._one(x[i].ctypes.data_as(fp), out[i].ctypes.data_as(fp))
+        return out
+
+
+class SimRM:
+    """An RM placed in a slot: stream words in -> C simulation -> stream words out."""
+
+    def __init__(self, spec: RmSpec, batch: bool = True) -> None:
+        self.spec = spec
+        self.tin, self.tout = spec.tin, spec.tout
+        self.runner = CSimRunner(spec, batch=batch)
+        self.row_in = spec.n_in * self.tin.word_bytes
+        self.row_out = spec.n_out * self.tout.word_bytes
+
+    def samples_in(self, nbytes: int) -> int:
+        """Whole samples in a packet; trailing bytes are bus-width padding."""
+        return nbytes // self.row_in
+
+    def process(self, packet: np.ndarray, bus_bytes: int) -> tuple[np.ndarray, int]:
+        """(output packet bytes padded to the bus width, samples) for one input packet."""
+        n = self.samples_in(packet.size)
+        words = packet[: n * self.row_in].view(self.tin.dtype).reshape(n, self.spec.n_in)
+        y = self.runner.predict(self.tin.decode(words))
+        out = self.tout.encode_exact(y).view(np.uint8).reshape(-1)
+        pad = (-out.size) % bus_bytes
+        if pad:
+            out = np.concatenate([out, np.zeros(pad, np.uint8)])
+        return out, n
+
+
+def rm_from_csim(name: str, layers: list[str], artifact: object, in_shape: tuple[int, ...],
+                 out_shape: tuple[int, ...], latency_cycles: int | None = None,
+                 ii_cycles: int = 1) -> RmSpec:
+    """An :class:`RmSpec` from :func:`hwpart.overlay.hls.compile_csim`'s artifact.
+
+    Stream types come from the compiled project (``defines.h``). Without Vivado
+    there is no cycle count: the default latency is an estimate (est.) of 10
+    cycles per layer plus one per input word, to be replaced by the figure from
+    RTL simulation or the board.
+    """
+    from hwpart.sim.fixed import project_io_types
+
+    tin, tout = project_io_types(Path(artifact.directory) / "prj" / "firmware")  # type: ignore[attr-defined]
+    lat = latency_cycles if latency_cycles is not None else 10 * len(layers) + int(math.prod(in_shape))
+    return RmSpec(name, list(layers), tuple(in_shape), tuple(out_shape), str(tin), str(tout),
+                  str(artifact.library), top=artifact.top,  # type: ignore[attr-defined]
+                  latency_cycles=lat, ii_cycles=ii_cycles)
