@@ -1,0 +1,441 @@
+"""``hwpart overlay build``: from a model to a bundle under ``bitstreams/NAME/``.
+
+Steps: candidate groups -> size check (modeled) -> hls4ml C simulation per RM
+with a precision search against the tolerance (in parallel processes) -> da4ml
+RTL for dense RMs, checked bit-exact in Icarus -> per-board hls4ml projects,
+AXI-Stream adapters and Vivado scripts -> manifest.yaml with sha256 of every
+file. Everything expensive is cached by content hash under ``cache``
+(``.hwpart-cache`` by default), so an unchanged model rebuilds in seconds and
+the same group at the same precision is compiled once for every board.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwpart.boards import Board
+from hwpart.errors import HwpartError
+from hwpart.graph import LayerGraph
+from hwpart.overlay import hls, rtl, tcl
+from hwpart.overlay.adapter import stream_format, write_adapter
+from hwpart.overlay.candidates import Group, find_candidates
+from hwpart.overlay.manifest import (
+    RM,
+    AccuracyFigures,
+    BoardInfo,
+    CSimInfo,
+    Cycles,
+    FileEntry,
+    Manifest,
+    ModelInfo,
+    Rejected,
+    ResourceFigures,
+    RTLInfo,
+    Shell,
+    Slot,
+    StreamInfo,
+    file_entries,
+    load_manifest,
+    sha256_file,
+    write_manifest,
+)
+
+DEFAULT_TOLERANCE = 0.02
+DEFAULT_CACHE = Path(".hwpart-cache")
+Progress = Callable[[str, str, float], None]  # (rm, what, fraction done)
+
+
+@dataclass
+class BuildOptions:
+    out: Path
+    slots: int | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    precisions: tuple[str, ...] = hls.DEFAULT_PRECISIONS
+    samples: int = 200
+    seed: int = 0
+    calibration: Path | None = None
+    groups: str | None = None
+    cache: Path = DEFAULT_CACHE
+    jobs: int = 0  # 0: one per CPU
+    rtl: bool = True
+    rtl_samples: int = 64
+
+
+@dataclass
+class RMReport:
+    """One row of the closing table."""
+
+    name: str
+    layers: list[str]
+    status: str  # ok | rejected
+    reason: str = ""
+    precision: str = ""
+    accuracy: hls.Accuracy | None = None
+    trials: list[hls.Trial] = field(default_factory=list)
+    resources: dict[str, int] = field(default_factory=dict)
+    slot_resources: dict[str, int] = field(default_factory=dict)
+    ii_cycles: int = 0
+    latency_cycles: int = 0
+    rtl: str = ""
+
+
+@dataclass
+class BuildResult:
+    bundle: Path
+    manifest: Manifest
+    reports: list[RMReport]
+    off_fpga: dict[str, str]
+    seconds: float
+    cached_compiles: int
+    compiles: int
+
+
+class OverlayError(HwpartError):
+    """Bad build input: calibration data, output folder, slot count."""
+
+
+def _inputs(lg: LayerGraph, opts: BuildOptions) -> tuple[np.ndarray, str]:
+    """Random inputs (seeded, uniform in [-1, 1]) plus the user's calibration samples."""
+    rng = np.random.default_rng(opts.seed)
+    x = rng.uniform(-1, 1, (opts.samples, *lg.input_shape)).astype(np.float32)
+    what = f"{opts.samples} uniform[-1,1] (seed {opts.seed})"
+    if opts.calibration is not None:
+        try:
+            cal = np.load(opts.calibration).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise OverlayError(f"--calibration {opts.calibration}: cannot read: {exc}") from None
+        if tuple(cal.shape[1:]) != tuple(lg.input_shape):
+            raise OverlayError(
+                f"--calibration {opts.calibration}: samples have shape {tuple(cal.shape[1:])}, "
+                f"the model takes {tuple(lg.input_shape)} (array shape must be (N, "
+                f"{', '.join(map(str, lg.input_shape))}))")
+        x = np.concatenate([x, cal])
+        what += f" + {len(cal)} from {Path(opts.calibration).name}"
+    return x, what
+
+
+def _is_classifier(lg: LayerGraph, g: Group) -> bool:
+    """Argmax agreement only means something for the model's own output vector."""
+    succ = list(lg.dag.successors(g.nodes[-1]))
+    ends = all(lg.dag.nodes[s]["op"] == "output" for s in succ)
+    return ends and len(g.out_shape) == 1 and g.out_shape[0] > 1
+
+
+def _res(d: dict[str, int], source: str) -> ResourceFigures:
+    return ResourceFigures(source=source, **{k: int(d.get(k, 0)) for k in
+                                             ("lut", "ff", "dsp", "bram_18k", "uram")})
+
+
+def _run_jobs(jobs: list[dict[str, Any]], workers: int,
+              progress: Progress | None) -> dict[str, list[hls.Trial]]:
+    out: dict[str, list[hls.Trial]] = {}
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            if progress:
+                progress(job["name"], "hls4ml C simulation", 0.1)
+            out[job["name"]] = hls.run_job(job)["trials"]
+            if progress:
+                progress(job["name"], "C simulation checked", 0.7)
+        return out
+    # spawn, not fork: the parent has torch's thread pools running
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        futs = {ex.submit(hls.run_job, job): job["name"] for job in jobs}
+        for name in futs.values():
+            if progress:
+                progress(name, "hls4ml C simulation", 0.1)
+        for fut in futs:
+            res = fut.result()
+            out[res["name"]] = res["trials"]
+            if progress:
+                progress(res["name"], "C simulation checked", 0.7)
+    return out
+
+
+def _project(m, g: Group, precision: str, reuse: dict[str, int], board: Board,
+             cache: Path) -> Path:
+    """The per-board hls4ml project (sources for Vitis HLS), cached by content."""
+    text = json.dumps([hls.module_digest(m, g.in_shape), precision, reuse, board.part,
+                       board.clocks.pl_mhz, g.name,
+                       hashlib.sha256(Path(hls.__file__).read_bytes()).hexdigest()])
+    key = hashlib.sha256(text.encode()).hexdigest()[:20]
+    d = cache / "prj" / key
+    if not (d / "done").is_file():
+        shutil.rmtree(d, ignore_errors=True)
+        hls.convert(m, g.in_shape, precision, d / "hls4ml_prj", g.name, reuse=reuse,
+                    part=board.part, clock_ns=1e3 / board.clocks.pl_mhz)
+        (d / "done").write_text("")
+    return d / "hls4ml_prj"
+
+
+def _staging(out: Path) -> Path:
+    """A fresh sibling folder to build in; the bundle replaces ``out`` only when complete,
+    so a failed build never leaves a half-written bundle behind."""
+    if out.exists():
+        if not out.is_dir():
+            raise OverlayError(f"-o {out}: exists and is not a folder")
+        if any(out.iterdir()) and not (out / "manifest.yaml").is_file():
+            raise OverlayError(f"-o {out}: folder is not empty and holds no overlay bundle; "
+                               "pick a new folder")
+    stage = out.with_name(f".{out.name}.building")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def _publish(stage: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
+    stage.rename(out)
+
+
+def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
+                  progress: Progress | None = None) -> BuildResult:
+    t0 = time.perf_counter()
+    slots = board.slots.count if opts.slots is None else opts.slots
+    if not 1 <= slots <= board.slots.count:
+        raise OverlayError(f"--slots {slots}: {board.name}'s shell has "
+                           f"{board.slots.count} reconfigurable slot(s)")
+    if opts.tolerance <= 0:
+        raise OverlayError(f"--tolerance {opts.tolerance}: must be > 0 (max abs error)")
+    cand = find_candidates(lg, board, opts.groups)
+    cache = Path(opts.cache).resolve()
+    x, inputs_text = _inputs(lg, opts)
+    slot_res = board.slots.resources.as_dict()
+
+    reports: dict[str, RMReport] = {}
+    jobs, modules, ios = [], {}, {}
+    for g in cand.groups:
+        est = g.estimate
+        assert est is not None
+        rep = RMReport(g.name, g.nodes, "ok", resources=est.resources.as_dict(),
+                       slot_resources=slot_res, ii_cycles=est.ii_cycles,
+                       latency_cycles=est.latency_cycles)
+        reports[g.name] = rep
+        if not est.fits(board):
+            rep.status = "rejected"
+            rep.reason = f"RM {g.name} ({g.span}): {est.over_text(board)} ({est.source})"
+            if progress:
+                progress(g.name, "rejected: larger than a slot", 1.0)
+            continue
+        m = hls.slice_module(lg, g.nodes)
+        x_in, ref = hls.group_io(lg, g.nodes, x)
+        modules[g.name], ios[g.name] = m, (x_in, ref)
+        jobs.append({"name": g.name, "module": m, "in_shape": g.in_shape,
+                     "out_shape": g.out_shape, "x_in": x_in, "ref": ref,
+                     "tolerance": opts.tolerance, "classifier": _is_classifier(lg, g),
+                     "precisions": list(opts.precisions), "cache": str(cache)})
+    workers = opts.jobs or (os.cpu_count() or 1)
+    trials = _run_jobs(jobs, min(workers, len(jobs)), progress)
+
+    bundle = _staging(opts.out)
+    try:
+        manifest, reports_out = _write_bundle(bundle, lg, board, opts, cand, reports, trials,
+                                              modules, ios, cache, slots, inputs_text, progress)
+    except BaseException:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+    _publish(bundle, opts.out)
+    manifest = load_manifest(opts.out)  # what we wrote must pass our own loader
+    compiles = sum(not t.cached for r in reports_out for t in r.trials)
+    cached = sum(t.cached for r in reports_out for t in r.trials)
+    return BuildResult(opts.out, manifest, reports_out, cand.off_fpga,
+                       time.perf_counter() - t0, cached, compiles)
+
+
+def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions, cand,
+                  reports: dict[str, RMReport], trials: dict[str, list[hls.Trial]],
+                  modules: dict[str, Any], ios: dict[str, Any], cache: Path, slots: int,
+                  inputs_text: str, progress: Progress | None) -> tuple[Manifest, list[RMReport]]:
+    amap = tcl.address_map(board, slots)
+    slot_res = board.slots.resources.as_dict()
+    rms: list[RM] = []
+    for g in cand.groups:
+        rep = reports[g.name]
+        if rep.status != "ok":
+            continue
+        tr = trials[g.name]
+        rep.trials = tr
+        best = tr[-1] if tr[-1].passed else min(tr, key=lambda t: t.accuracy.max_abs_err)
+        rep.precision, rep.accuracy = best.precision, best.accuracy
+        if not tr[-1].passed:
+            rep.status = "rejected"
+            rep.reason = (f"RM {g.name} ({g.span}): max abs error {best.accuracy.max_abs_err:.3g} "
+                          f"> tolerance {opts.tolerance:g} at every precision tried "
+                          f"({', '.join(t.precision for t in tr)})")
+            continue
+        if progress:
+            progress(g.name, "writing project and scripts", 0.8)
+        rms.append(_bundle_rm(bundle, g, lg, board, opts, best, modules[g.name],
+                              ios[g.name][0], cache, rep, inputs_text, slots))
+        if progress:
+            progress(g.name, "done", 1.0)
+
+    # scripts (only for RMs that made it) and the manifest
+    rm_specs = [{"name": r.name, "layers": ",".join(r.layers), "top": r.top} for r in rms]
+    stream_bits = board.dma.data_width_bits
+    for rel, text in tcl.render_bundle(board, amap, rm_specs, opts.out.name,
+                                       stream_bits).items():
+        p = bundle / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    for r in rms:
+        r.files += file_entries(bundle, [bundle / r.name / "hls.tcl"], "tcl")
+    shell_files = file_entries(bundle, [bundle / "vivado"], "tcl")
+    (bundle / ".gitignore").write_text(
+        "# generated: large or rebuildable (hwpart overlay build)\n*.so\nhls4ml_prj/\n"
+        "vivado/shell_prj/\n*.bit\n*.bin\n")
+    manifest = Manifest(
+        format=1, name=opts.out.name, status="scripts",
+        board=BoardInfo(board.name, board.part, board.ps, board.pynq_version,
+                        float(board.clocks.pl_mhz)),
+        model=ModelInfo(lg.name, list(lg.input_shape), list(lg.compute_nodes)),
+        shell=Shell(base_address=amap.base, switch_address=amap.switch, dma_address=amap.dma,
+                    switch_slaves=amap.switch_ports, switch_masters=amap.switch_ports,
+                    stream_width_bits=stream_bits, files=shell_files,
+                    bitstream="shell/shell.bit", hwh="shell/shell.hwh"),
+        slots=[Slot(s.index, s.switch_master, s.switch_slave, s.decoupler_address, s.pblock,
+                    _res(slot_res, f"boards/{board.name}.yaml (est.)")) for s in amap.slots],
+        rms=rms,
+        rejected=[Rejected(r.name, r.layers, r.reason) for r in reports.values()
+                  if r.status == "rejected"],
+        off_fpga=dict(cand.off_fpga),
+        tool_versions=_versions(),
+    )
+    write_manifest(bundle, manifest)
+    return manifest, list(reports.values())
+
+
+def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: BuildOptions,
+               best: hls.Trial, m, x_in: np.ndarray, cache: Path, rep: RMReport,
+               inputs_text: str, slots: int) -> RM:
+    est = g.estimate
+    assert est is not None
+    d = bundle / g.name
+    d.mkdir(parents=True)
+    prj = _project(m, g, best.precision, est.reuse, board, cache)
+    shutil.copytree(prj, d / "hls4ml_prj")
+    art = hls.compile_csim(m, g.in_shape, g.out_shape, best.precision, cache)
+    (d / "csim").mkdir()
+    lib = d / "csim" / f"{hls.CSIM_PROJECT}.so"
+    shutil.copy2(art.library, lib)
+    n_in, n_out = int(np.prod(g.in_shape)), int(np.prod(g.out_shape))
+    adapter = write_adapter(d, g.name, best.precision, n_in, n_out, board.dma.data_width_bits)
+    sf = stream_format(best.precision, n_in, n_out, board.dma.data_width_bits)
+    files = (file_entries(bundle, [d / "hls4ml_prj"], "hls-project")
+             + file_entries(bundle, [lib], "csim-library")
+             + file_entries(bundle, [adapter], "axis-adapter"))
+    rtl_info = None
+    reason = rtl.dense_reason(m)
+    if opts.rtl and reason is None:
+        rtl_info = _rtl(bundle, d, m, g, best.precision, x_in, cache, opts.rtl_samples)
+        rep.rtl = "bit-exact" if rtl_info.bit_exact else (
+            "not checked" if rtl_info.bit_exact is None else "MISMATCH")
+    else:
+        rep.rtl = "-" if not opts.rtl else "no (not dense)"
+    acc = best.accuracy
+    return RM(
+        name=g.name, top=g.name, layers=list(g.nodes), ops=list(g.ops),
+        in_shape=list(g.in_shape), out_shape=list(g.out_shape), layout="channels_last",
+        compatible_slots=list(range(slots)), precision=best.precision,
+        reuse={k: int(v) for k, v in est.reuse.items()},
+        accuracy=AccuracyFigures(acc.samples, acc.max_abs_err, acc.mean_abs_err,
+                                 acc.argmax_agreement, float(opts.tolerance),
+                                 inputs_text + "; hls4ml C simulation vs float torch"),
+        cycles=Cycles(est.ii_cycles, est.latency_cycles, float(board.clocks.pl_mhz),
+                      est.source),
+        resources=_res(est.resources.as_dict(), est.source),
+        files=files, partials={str(k): tcl.partial_path(k, g.name) for k in range(slots)},
+        stream=StreamInfo(sf.lane_bits, sf.lanes, sf.in_words, sf.out_words),
+        csim=CSimInfo(str(lib.relative_to(bundle)), f"{hls.CSIM_PROJECT}_float"),
+        rtl=rtl_info)
+
+
+def _rtl(bundle: Path, d: Path, m, g: Group, precision: str, x_in: np.ndarray, cache: Path,
+         samples: int) -> RTLInfo:
+    n_in = int(np.prod(g.in_shape))
+    res = rtl.generate(m, n_in, precision, hls.module_digest(m, g.in_shape), cache)
+    xs = x_in.reshape(len(x_in), -1)[:samples]
+    check = res.directory / f"check-{hashlib.sha256(xs.tobytes()).hexdigest()[:16]}.json"
+    if check.is_file():
+        info = json.loads(check.read_text())
+        res.bit_exact, res.checked_samples = info["bit_exact"], info["samples"]
+    elif shutil.which("iverilog"):
+        rtl.check_bit_exact(res, xs)
+        check.write_text(json.dumps({"bit_exact": res.bit_exact, "samples": len(xs),
+                                     "mismatches": res.mismatches}))
+    dst = d / "rtl"
+    for src in rtl.verilog_sources(res):
+        target = dst / src.relative_to(res.directory / "src")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+    shutil.copy2(res.directory / "model" / "comb.json", dst / "comb.json")
+    return RTLInfo(top=f"{res.top}_wrapper", stages=res.stages,
+                   lut_estimate=int(round(res.lut_estimate)), ff_estimate=res.ff_estimate,
+                   source="estimated (da4ml cost model; fully parallel core, II=1)",
+                   bit_exact=res.bit_exact, checked_samples=res.checked_samples,
+                   files=file_entries(bundle, [dst], "verilog"))
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("hls4ml", "da4ml", "torch"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_vivado(bundle: Path) -> str:
+    """Run the bundle's scripts when Vivado is installed; otherwise say what is needed."""
+    exe = shutil.which("vivado")
+    if exe is None:
+        return ("bitstreams need Vivado (with DFX) on PATH: run `vivado -mode batch -source "
+                f"{bundle}/vivado/build_all.tcl`, then `hwpart overlay seal {bundle}`")
+    subprocess.run([exe, "-mode", "batch", "-source", str(bundle / "vivado" / "build_all.tcl")],
+                   check=True, cwd=bundle)
+    seal(bundle)
+    return "Vivado finished; bitstreams recorded in the manifest"
+
+
+def seal(bundle: Path) -> Manifest:
+    """Record Vivado's outputs (full + partial bitstreams, .hwh) with their sha256."""
+    m = load_manifest(bundle)
+    wanted = [m.shell.bitstream, m.shell.hwh]
+    missing = [w for w in wanted if not (bundle / w).is_file()]
+    for r in m.rms:
+        for p in r.partials.values():
+            for q in (p, p[:-4] + ".hwh"):
+                if (bundle / q).is_file():
+                    r.files.append(FileEntry(q, sha256_file(bundle / q), "bitstream"
+                                             if q.endswith(".bit") else "hwh"))
+                else:
+                    missing.append(q)
+    if missing:
+        raise OverlayError(f"{bundle}: Vivado outputs missing: {', '.join(missing[:4])}; "
+                           "run vivado/build_all.tcl first")
+    for w in wanted:
+        m.shell.files.append(FileEntry(w, sha256_file(bundle / w),
+                                       "bitstream" if w.endswith(".bit") else "hwh"))
+    m.status = "built"
+    write_manifest(bundle, m)
+    return load_manifest(bundle)

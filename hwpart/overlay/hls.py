@@ -1,0 +1,326 @@
+"""hls4ml projects for RMs: slicing, conversion, C simulation, accuracy.
+
+Layout. hls4ml works channels-last internally. We convert with
+``channels_last_conversion='internal'`` and ``transpose_outputs=False``, so an
+RM's streams are channels-last (NHWC for conv2d, NLC for conv1d) on both sides:
+two RMs chained through the switch then need no transpose in fabric, and the
+host transposes once at each FPGA boundary (:func:`to_stream` /
+:func:`from_stream`). Vectors (dense layers) are unaffected. hls4ml's own
+'full' conversion would put a transpose *into* the RM instead, which costs a
+frame buffer per RM.
+
+C simulation. hls4ml's compiled library is made self-contained by writing no
+weight text files (otherwise it reads them at run time from the absolute
+project path it was compiled in, so a moved bundle or cache would break), and exports ``<project>_float(float *in, float *out)`` for one sample; we
+call it through ctypes, so a cached RM is evaluated without importing hls4ml.
+The arithmetic does not depend on reuse factor or strategy, so one compiled
+library per (layers, weights, input shape, precision) serves every board; the
+per-board project written into a bundle differs only in those pragmas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwpart.graph import LayerGraph
+
+#: Tried in order until one meets the tolerance. Rounding and saturation cost
+#: a few LUTs and no DSPs, and cut the error about 7x at the same width
+#: (DESIGN.md), so they come first; wider types only when that is not enough.
+DEFAULT_PRECISIONS = (
+    "ap_fixed<16,6,AP_RND_CONV,AP_SAT>",
+    "ap_fixed<18,8,AP_RND_CONV,AP_SAT>",
+    "ap_fixed<24,8,AP_RND_CONV,AP_SAT>",
+)
+CSIM_PROJECT = "hwpart_rm"
+_CSIM_FORMAT = 1  # bump when the cached project layout changes
+
+
+def slice_module(lg: LayerGraph, nodes: list[str]) -> nn.Sequential:
+    """The group as its own ``nn.Sequential``, children named after the graph nodes.
+
+    Naming children after the nodes keeps hls4ml's layer names equal to the
+    names in the LayerGraph, the plan and the manifest.
+    """
+    mods = OrderedDict()
+    for n in nodes:
+        target = str(lg.dag.nodes[n]["target"])
+        mod = copy.deepcopy(lg.module.get_submodule(target))
+        if isinstance(mod, nn.Softmax) and len(lg.dag.nodes[n]["in_shapes"][0]) == 2:
+            mod = nn.Softmax(dim=-1)  # same op on (N, C); hls4ml io_stream insists on dim=-1
+        mods[n] = mod
+    return nn.Sequential(mods).eval()
+
+
+def module_digest(m: nn.Module, in_shape: tuple[int, ...]) -> str:
+    """Content hash of a slice: structure, every parameter/buffer, input shape."""
+    h = hashlib.sha256()
+    h.update(repr(m).encode())
+    h.update(repr(tuple(in_shape)).encode())
+    for name, t in list(m.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """True when the per-sample tensor has a channel axis that hls4ml moves last."""
+    return len(shape) >= 2
+
+
+def to_stream(x: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) torch order -> flat channels-last rows, as an RM consumes them."""
+    if x.ndim >= 3:
+        x = np.moveaxis(x, 1, -1)
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=np.float32)
+
+
+def from_stream(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Flat channels-last rows -> (N, *shape) torch order."""
+    n = y.shape[0]
+    if len(shape) >= 2:
+        c, *spatial = shape
+        return np.moveaxis(y.reshape(n, *spatial, c), -1, 1)
+    return y.reshape(n, *shape)
+
+
+def hls_config(m: nn.Module, in_shape: tuple[int, ...], precision: str,
+               reuse: dict[str, int] | None = None) -> dict[str, Any]:
+    import hls4ml
+
+    cfg = hls4ml.utils.config_from_pytorch_model(
+        m, input_shape=tuple(in_shape), granularity="name", backend="Vitis",
+        default_precision=precision, channels_last_conversion="internal",
+        transpose_outputs=False)
+    # Every layer's output in the RM's type (hls4ml would widen 'auto' results to
+    # lossless 40-bit types): streams between layers and between RMs then carry
+    # W-bit lanes, and the C simulation includes that quantization.
+    for layer_cfg in cfg["LayerName"].values():
+        if "result" in layer_cfg.get("Precision", {}):
+            layer_cfg["Precision"]["result"] = precision
+        _widen_softmax(layer_cfg, precision)
+    for layer, rf in (reuse or {}).items():
+        if layer in cfg["LayerName"] and rf > 1:
+            cfg["LayerName"][layer]["ReuseFactor"] = int(rf)
+            cfg["LayerName"][layer]["Strategy"] = "Resource"
+    return cfg
+
+
+def _widen_softmax(layer_cfg: dict[str, Any], precision: str) -> None:
+    """Softmax tables follow the RM's width (hls4ml fixes them at 18 bits, 1024 entries).
+
+    With fixed tables a wider RM type does not help a classifier's output at
+    all (the tables set the error floor), so the precision ladder widens them too.
+    """
+    if "exp_table" not in layer_cfg.get("Precision", {}):
+        return
+    m = re.match(r"\s*ap_fixed<\s*(\d+)\s*,", precision)
+    width = int(m.group(1)) if m else 16
+    table = f"ap_fixed<{max(18, width + 2)},8,AP_RND,AP_SAT>"
+    for key in ("exp_table", "inv_table", "inv_inp", "accum"):
+        layer_cfg["Precision"][key] = table
+    layer_cfg["TableSize"] = 1024 if width <= 16 else 4096
+
+
+def convert(m: nn.Module, in_shape: tuple[int, ...], precision: str, outdir: Path,
+            project: str, reuse: dict[str, int] | None = None, part: str | None = None,
+            clock_ns: float = 10.0) -> Any:
+    """Convert and write an hls4ml project (no compile); returns the ModelGraph."""
+    import hls4ml
+
+    cfg = hls_config(m, in_shape, precision, reuse)
+    kw: dict[str, Any] = {"part": part} if part else {}
+    with _quiet(outdir.parent / f".{outdir.name}.log"):
+        hm = hls4ml.converters.convert_from_pytorch_model(
+            m, output_dir=str(outdir), project_name=project, backend="Vitis", hls_config=cfg,
+            io_type="io_stream", clock_period=clock_ns, write_weights_txt=False, **kw)
+        hm.write()
+    return hm
+
+
+@contextlib.contextmanager
+def _quiet(log: Path):
+    """hls4ml prints every layer; keep that in a log next to the project instead."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        log.write_text(buf.getvalue())
+
+
+@dataclass
+class CSimArtifact:
+    key: str
+    directory: Path
+    library: Path
+    top: str
+    n_in: int
+    n_out: int
+    precision: str
+    compile_s: float
+    cached: bool
+
+
+def csim_key(digest: str, precision: str) -> str:
+    import hls4ml
+
+    # this file's own hash: a change to how configs are made must not reuse old builds
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    text = f"{digest}|{precision}|hls4ml {hls4ml.__version__}|{own}|fmt {_CSIM_FORMAT}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def compile_csim(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                 precision: str, cache: Path) -> CSimArtifact:
+    """Compile (or find in ``cache``) the C simulation library of one slice."""
+    key = csim_key(module_digest(m, in_shape), precision)
+    d = cache / "csim" / key
+    meta = d / "artifact.json"
+    n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
+    if meta.is_file():
+        info = json.loads(meta.read_text())
+        lib = d / info["library"]
+        if lib.is_file():
+            return CSimArtifact(key, d, lib, CSIM_PROJECT, n_in, n_out, precision,
+                                info["compile_s"], cached=True)
+    tmp = d.with_name(f"{key}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.perf_counter()
+    hm = convert(m, in_shape, precision, tmp / "prj", CSIM_PROJECT)
+    with _quiet(tmp / "compile.log"):
+        hm.compile()
+    elapsed = time.perf_counter() - t0
+    libs = sorted((tmp / "prj" / "firmware").glob(f"{CSIM_PROJECT}-*.so"))
+    if not libs:
+        raise RuntimeError(f"hls4ml compile produced no library in {tmp}/prj/firmware")
+    rel = libs[-1].relative_to(tmp)
+    (tmp / "artifact.json").write_text(json.dumps(
+        {"library": str(rel), "compile_s": elapsed, "precision": precision,
+         "in_shape": list(in_shape), "out_shape": list(out_shape)}))
+    shutil.rmtree(d, ignore_errors=True)
+    try:
+        tmp.rename(d)
+    except OSError:  # another process finished the same key first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return CSimArtifact(key, d, d / rel, CSIM_PROJECT, n_in, n_out, precision, elapsed,
+                        cached=False)
+
+
+class CSim:
+    """Runs an hls4ml C-simulation library sample by sample through ctypes."""
+
+    def __init__(self, library: Path, top: str, n_in: int, n_out: int) -> None:
+        self._lib = ctypes.CDLL(str(library))
+        self._fn = getattr(self._lib, f"{top}_float")
+        self._fn.restype = None
+        self._fn.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
+        self.n_in, self.n_out = n_in, n_out
+
+    def predict(self, x_stream: np.ndarray) -> np.ndarray:
+        """Rows already in stream order (:func:`to_stream`), float32."""
+        x = np.ascontiguousarray(x_stream, dtype=np.float32).reshape(-1, self.n_in)
+        out = np.zeros((x.shape[0], self.n_out), dtype=np.float32)
+        fp = ctypes.POINTER(ctypes.c_float)
+        for i in range(x.shape[0]):
+            row = x[i]
+            self._fn(row.ctypes.data_as(fp), out[i].ctypes.data_as(fp))
+        return out
+
+
+@dataclass
+class Accuracy:
+    """RM output vs float torch on the same inputs (the group's real input activations)."""
+
+    samples: int
+    max_abs_err: float
+    mean_abs_err: float
+    argmax_agreement: float | None  # classifiers only (the group ends the model)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def accuracy(y: np.ndarray, ref: np.ndarray, classifier: bool) -> Accuracy:
+    y2, r2 = y.reshape(len(y), -1).astype(np.float64), ref.reshape(len(ref), -1)
+    err = np.abs(y2 - r2)
+    agree = None
+    if classifier and r2.shape[1] > 1:
+        agree = float(np.mean(np.argmax(y2, 1) == np.argmax(r2, 1)))
+    return Accuracy(len(y2), float(err.max()), float(err.mean()), agree)
+
+
+def group_io(lg: LayerGraph, nodes: list[str], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The group's float input and output activations when the whole model runs on ``x``."""
+    from torch import fx
+
+    first, last = nodes[0], nodes[-1]
+    seen: dict[str, Any] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            out = super().run_node(n)
+            if n.name == first:
+                args, _ = self.fetch_args_kwargs_from_env(n)
+                seen["in"] = args[0]
+            if n.name == last:
+                seen["out"] = out
+            return out
+
+    with torch.no_grad():
+        Recorder(lg.module).run(torch.as_tensor(x, dtype=torch.float32))
+    return seen["in"].numpy(), seen["out"].numpy()
+
+
+@dataclass
+class Trial:
+    precision: str
+    accuracy: Accuracy
+    passed: bool
+    compile_s: float
+    cached: bool
+    key: str
+
+
+def search_precision(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                     x_in: np.ndarray, ref: np.ndarray, tolerance: float, classifier: bool,
+                     precisions: tuple[str, ...], cache: Path) -> list[Trial]:
+    """Compile and check each precision in turn; stop at the first within tolerance."""
+    trials: list[Trial] = []
+    xs = to_stream(x_in)
+    for prec in precisions:
+        art = compile_csim(m, in_shape, out_shape, prec, cache)
+        y = CSim(art.library, art.top, art.n_in, art.n_out).predict(xs)
+        acc = accuracy(from_stream(y, out_shape), ref, classifier)
+        ok = acc.max_abs_err <= tolerance
+        trials.append(Trial(prec, acc, ok, art.compile_s, art.cached, art.key))
+        if ok:
+            break
+    return trials
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Process-pool entry point: one RM's precision search. Returns plain data."""
+    torch.set_num_threads(1)
+    trials = search_precision(job["module"], tuple(job["in_shape"]), tuple(job["out_shape"]),
+                              job["x_in"], job["ref"], job["tolerance"], job["classifier"],
+                              tuple(job["precisions"]), Path(job["cache"]))
+    return {"name": job["name"], "trials": trials}
