@@ -236,6 +236,11 @@ class Monitor:
         if self._first is None:
             self._first = time.perf_counter()
 
+    @property
+    def first_t(self) -> float | None:
+        """perf_counter() when the first item left the source (None before)."""
+        return self._first
+
     def record_output(self, latency_s: float, samples: int) -> None:
         """One batch reached the sink ``latency_s`` after it left the source."""
         self.e2e_counts[bucket_of(latency_s)] += 1

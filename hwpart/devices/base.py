@@ -85,6 +85,20 @@ def merge_outputs(stage: Stage, env: dict[str, Any], out: Any) -> dict[str, Any]
 
 DeviceFactory = Callable[..., Device]
 _REGISTRY: dict[str, DeviceFactory] = {}
+#: Kinds whose module has optional dependencies (pynq): imported on first need, so
+#: ``import hwpart.devices`` stays fast and works without them.
+PLUGINS: dict[str, str] = {"fpga": "hwpart.devices.fpga"}
+
+
+def _import_plugin(kind: str) -> str:
+    """Import the module that registers ``kind``; returns why not ('' on success)."""
+    import importlib
+
+    try:
+        importlib.import_module(PLUGINS[kind])
+    except ImportError as exc:
+        return f"cannot import {PLUGINS[kind]}: {exc}"
+    return "" if kind in _REGISTRY else f"{PLUGINS[kind]} did not register {kind!r}"
 
 
 def register_device(kind: str, factory: DeviceFactory, *, replace: bool = False) -> None:
@@ -100,6 +114,10 @@ def registered_kinds() -> list[str]:
 
 def get_device(kind: str, **options: Any) -> Device:
     """A device of ``kind``, checked to be available; raises DeviceError with the reason."""
+    if kind not in _REGISTRY and kind in PLUGINS:
+        why = _import_plugin(kind)
+        if why:
+            raise DeviceError(f"device {kind!r} is not available here: {why}")
     factory = _REGISTRY.get(kind)
     if factory is None:
         raise DeviceError(
@@ -115,6 +133,7 @@ def get_device(kind: str, **options: Any) -> Device:
 
 def available_devices() -> list[tuple[str, bool, str]]:
     """(kind, usable, reason) for every registered kind; never raises (for ``hwpart devices``)."""
+    missing = {k: _import_plugin(k) for k in PLUGINS if k not in _REGISTRY}
     rows = []
     for kind, factory in _REGISTRY.items():
         try:
@@ -122,6 +141,7 @@ def available_devices() -> list[tuple[str, bool, str]]:
         except Exception as exc:  # a broken driver must not hide the other devices
             ok, reason = False, f"probe failed: {type(exc).__name__}: {exc}"
         rows.append((kind, ok, reason))
+    rows.extend((kind, False, why) for kind, why in missing.items() if why)
     return rows
 
 

@@ -1,0 +1,679 @@
+"""The pipeline runtime: a plan's stages on their devices, one worker thread per stage.
+
+Threads, not processes: every device call that matters (torch ops, CUDA
+launches, DMA waits) releases the GIL, so stages overlap, and tensors move
+between stages by reference. A worker pulls an item from its input channel,
+asks the routing table which device runs its stage *for that sequence number*,
+runs it, records the time and pushes the item on. The main thread is the sink:
+it reorders by sequence number and checks nothing went missing.
+
+Stopping: the end of input closes the first channel and each worker closes the
+next one when its input is drained. A failure anywhere (a device raising, the
+sink finding a gap, Ctrl-C in the main thread) aborts *every* channel, which
+wakes every blocked thread; the threads are then joined with a timeout and are
+daemons, so a device call that never returns cannot keep the process alive.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwpart.devices import Device, LoadedStage, get_device, unit_kind
+from hwpart.errors import DeviceError, HwpartError, PlanError
+from hwpart.graph import LayerGraph
+from hwpart.monitor import LatencySummary, Monitor, Snapshot, fmt_num, fmt_pct, fmt_s
+from hwpart.partition import Placement, Plan, StageSpec
+from hwpart.stages import Stage, StagedModel, split
+from hwpart.streams import (
+    Channel,
+    ChannelClosed,
+    Item,
+    OrderedCollector,
+    RoutingTable,
+    micro_batches,
+)
+
+#: Items each channel holds: enough that a stage rarely waits on a neighbour's jitter,
+#: few enough that memory stays a handful of batches per stage.
+DEFAULT_CAPACITY = 4
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one stage runs: the device and its loaded handle."""
+
+    device: Device
+    handle: LoadedStage
+
+
+@dataclass
+class RunResult:
+    """The outputs, one per micro-batch in sequence order, and the figures of the run.
+
+    Outputs are produced under ``torch.inference_mode``: read them freely, but
+    ``clone()`` one before modifying it in place outside inference mode.
+    """
+
+    outputs: list[Any]
+    snapshot: Snapshot  # the monitor's final snapshot
+    wall_s: float  # first item out of the source to last item at the sink
+    samples: int
+    batch: int
+
+    @property
+    def throughput_sps(self) -> float:
+        return self.samples / self.wall_s if self.wall_s > 0 else float("inf")
+
+    @property
+    def latency(self) -> LatencySummary:
+        """End-to-end time per micro-batch, source to sink (queueing included)."""
+        return self.snapshot.end_to_end_total
+
+    def output(self) -> Any:
+        """The per-batch outputs joined along the batch dimension."""
+        return _cat(self.outputs)
+
+
+def _cat(parts: list[Any]) -> Any:
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts, dim=0)
+    if isinstance(first, (list, tuple)):
+        return type(first)(_cat([p[i] for p in parts]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: _cat([p[k] for p in parts]) for k in first}
+    return parts
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class Pipeline:
+    """Stages loaded on their devices, runnable many times; unloads on :meth:`close`.
+
+    ``devices`` maps a plan unit (``cpu``, ``gpu``, ``fpga0``) or a device kind
+    to a device. ``routing`` maps stage name -> :class:`Route`; swap it (at a
+    sequence boundary) to move a stage to another loaded handle mid-run.
+    """
+
+    def __init__(self, staged: StagedModel, devices: Mapping[str, Device], *,
+                 capacity: int = DEFAULT_CAPACITY, monitor: Monitor | None = None,
+                 join_timeout_s: float = 10.0) -> None:
+        if not staged.stages:
+            raise PlanError("the plan has no stage with computation in it")
+        self.staged = staged
+        self.capacity = capacity
+        self.monitor = monitor if monitor is not None else Monitor(interval_s=None)
+        self.join_timeout_s = join_timeout_s
+        self._handles: list[Route] = []
+        routes: dict[str, Route] = {}
+        try:
+            for stage in staged.stages:
+                dev = resolve_device(stage, devices)
+                routes[stage.name] = self.load(stage, dev)
+        except BaseException:
+            self.close()
+            raise
+        self.routing = RoutingTable(routes)
+        self.channels: list[Channel] = []
+        self._error: BaseException | None = None
+        self._err_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.next_seq = 0  # sequence numbers continue across runs, so routing stays unambiguous
+
+    def load(self, stage: Stage, device: Device) -> Route:
+        """Load ``stage`` on ``device``; the pipeline unloads it on close (also for re-routes)."""
+        try:
+            handle = device.load(stage)
+        except Exception as exc:
+            raise DeviceError(f"stage {stage.name!r} on {device.name}: loading failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        route = Route(device, handle)
+        self._handles.append(route)
+        return route
+
+    def close(self) -> None:
+        handles, self._handles = self._handles, []
+        for r in reversed(handles):
+            try:
+                r.device.unload(r.handle)
+            except Exception:  # unloading is best effort; the run's own error matters more
+                pass
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, inputs: torch.Tensor | Sequence[torch.Tensor], batch: int,
+            on_output: Callable[[int], None] | None = None) -> RunResult:
+        """Run every sample of ``inputs`` (dim 0) through the stages in micro-batches of ``batch``."""
+        tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+        n = int(tensors[0].shape[0])
+        items = micro_batches(tensors, batch)
+        return self.run_items(items, batch=batch, total_samples=n, on_output=on_output)
+
+    def run_items(self, items: Iterable[Item], *, batch: int = 1, total_samples: int | None = None,
+                  on_output: Callable[[int], None] | None = None) -> RunResult:
+        """Run items whose payloads are the model's input tuples (the generic entry).
+
+        Items are renumbered from :attr:`next_seq` (a pipeline's sequence numbers
+        never restart, so a route swapped at a boundary means one thing).
+        ``on_output(samples_done)`` is called on the calling thread after each
+        batch reaches the sink (progress bars; a test may stall the sink with it).
+        """
+        staged, mon = self.staged, self.monitor
+        k = len(staged.stages)
+        self.channels = [Channel(self.capacity, f"to {s.name}") for s in staged.stages]
+        self.channels.append(Channel(self.capacity, "to sink"))
+        routes0 = self.routing.current
+        recorders = mon.attach(
+            [(s.name, s.unit, routes0[s.name].device.name, self.channels[i])
+             for i, s in enumerate(staged.stages)],
+            list({id(r.device): r.device for r in self._handles}.values()),
+            total_samples=total_samples,
+        )
+        self._error = None
+        issued = [0]
+        self._threads = [threading.Thread(target=self._source,
+                                          args=(items, issued, self.next_seq),
+                                          name="hwpart-source", daemon=True)]
+        for i, stage in enumerate(staged.stages):
+            self._threads.append(threading.Thread(
+                target=self._worker, args=(stage, self.channels[i], self.channels[i + 1],
+                                           recorders[i]),
+                name=f"hwpart-{stage.name}", daemon=True))
+        owns_monitor = not mon.running
+        if owns_monitor:
+            mon.start()
+        outputs: list[Any] = []
+        collector = OrderedCollector(start=self.next_seq)
+        sink = self.channels[k]
+        t_end = None
+        try:
+            for th in self._threads:
+                th.start()
+            while True:
+                try:
+                    item = sink.get(timeout=0.25)  # a timeout keeps Ctrl-C prompt
+                except TimeoutError:
+                    continue
+                except ChannelClosed:
+                    break
+                for it in collector.add(item):
+                    mon.record_output(time.perf_counter() - it.t0, it.samples)
+                    outputs.append(staged.result(it.payload))
+                    if on_output is not None:
+                        on_output(mon.samples)
+                if len(self.routing.versions()) > 1:
+                    self.routing.prune(collector.next_seq)
+            t_end = time.perf_counter()
+            if self._error is not None:
+                raise self._error
+            collector.finish(expected=issued[0])
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._join()
+            self.next_seq += issued[0]
+            snap = mon.stop() if owns_monitor else mon.snapshot()
+        first = mon.first_t if mon.first_t is not None else t_end
+        wall = (t_end - first) if (t_end is not None and first is not None) else 0.0
+        return RunResult(outputs, snap, wall, mon.samples, batch)
+
+    def _source(self, items: Iterable[Item], issued: list[int], base: int) -> None:
+        ch = self.channels[0]
+        initial = self.staged.initial
+        started = self.monitor.started
+        try:
+            for item in items:
+                started()
+                item.seq = base + issued[0]
+                item.payload = initial(*item.payload)
+                ch.put(item)
+                issued[0] += 1
+        except ChannelClosed:
+            return
+        except BaseException as exc:
+            self._fail(f"the input source failed at item {issued[0]}: "
+                       f"{type(exc).__name__}: {exc}", exc)
+            return
+        ch.close()
+
+    def _worker(self, stage: Stage, inp: Channel, out: Channel, stats: Any) -> None:
+        name = stage.name
+        lookup = self.routing.lookup
+        perf = time.perf_counter
+        record = stats.record
+        last: Route | None = None
+        with torch.inference_mode():
+            while True:
+                try:
+                    item = inp.get()
+                except ChannelClosed:
+                    out.close()
+                    return
+                route = lookup(item.seq)[name]
+                if route is not last:  # a re-route: the monitor shows where the stage runs now
+                    last = route
+                    stats.device = route.device.name
+                t = perf()
+                try:
+                    item.payload = route.device.run(route.handle, item.payload)
+                except BaseException as exc:
+                    self._fail(f"stage {name!r} on {route.device.name} failed at batch "
+                               f"{item.seq}: {type(exc).__name__}: {exc}", exc)
+                    return
+                record(perf() - t, item.samples)
+                try:
+                    out.put(item)
+                except ChannelClosed:
+                    return
+
+    def _fail(self, message: str, exc: BaseException) -> None:
+        with self._err_lock:
+            if self._error is None:
+                err = DeviceError(message)
+                err.__cause__ = exc
+                self._error = err
+        self._abort()
+
+    def _abort(self) -> None:
+        for ch in self.channels:
+            ch.abort()
+
+    def _join(self) -> None:
+        deadline = time.monotonic() + self.join_timeout_s
+        for th in self._threads:
+            if th.ident is not None:
+                th.join(timeout=max(0.0, deadline - time.monotonic()))
+        stuck = [th.name for th in self._threads if th.is_alive()]
+        self._threads = []
+        if stuck and self._error is None:
+            self._error = DeviceError(f"threads did not stop within {self.join_timeout_s}s: "
+                                      f"{', '.join(stuck)} (a device call that never returns)")
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+
+def resolve_device(stage: Stage, devices: Mapping[str, Device]) -> Device:
+    dev = devices.get(stage.unit) or devices.get(unit_kind(stage.unit))
+    if dev is None:
+        raise DeviceError(f"stage {stage.name!r} is planned on {stage.unit!r}, but no device "
+                          f"was given for it (have: {', '.join(devices) or 'none'})")
+    ok, reason = dev.available()
+    if not ok:
+        raise DeviceError(f"stage {stage.name!r} is planned on {dev.name}, which is not "
+                          f"available here: {reason}")
+    return dev
+
+
+def devices_for(units: Iterable[str], cpu_threads: int | None = None,
+                stage_threads: Mapping[str, int] | None = None) -> dict[str, Device]:
+    """One device per kind from the registry (FPGA slots share their board's device)."""
+    out: dict[str, Device] = {}
+    by_kind: dict[str, Device] = {}
+    for unit in units:
+        kind = unit_kind(unit)
+        if kind not in by_kind:
+            opts: dict[str, Any] = {}
+            if kind == "cpu" and (cpu_threads is not None or stage_threads):
+                opts = {"threads": cpu_threads, "stage_threads": dict(stage_threads or {})}
+            by_kind[kind] = get_device(kind, **opts)
+        out[unit] = by_kind[kind]
+    return out
+
+
+def run_pipeline(staged: StagedModel, devices: Mapping[str, Device] | None,
+                 inputs: torch.Tensor | Sequence[torch.Tensor], batch: int,
+                 monitor: Monitor | None = None, *, capacity: int = DEFAULT_CAPACITY,
+                 on_output: Callable[[int], None] | None = None) -> RunResult:
+    """Load, run once, unload. ``devices=None`` takes each stage's kind from the registry."""
+    if devices is None:
+        devices = devices_for(s.unit for s in staged.stages)
+    with Pipeline(staged, devices, capacity=capacity, monitor=monitor) as pipe:
+        return pipe.run(inputs, batch, on_output=on_output)
+
+
+def run_model(lg: LayerGraph, plan: Plan, inputs: torch.Tensor, *, batch: int | None = None,
+              devices: Mapping[str, Device] | None = None, threads: int | None = None,
+              monitor: Monitor | None = None, capacity: int = DEFAULT_CAPACITY,
+              warmup_batches: int = 0,
+              on_output: Callable[[int], None] | None = None) -> RunResult:
+    """Split ``lg`` by ``plan`` and run ``inputs``; ``batch`` defaults to the plan's.
+
+    ``threads`` sets the intra-op threads of every CPU stage (None: torch's
+    default). ``warmup_batches`` are run first and not measured (lazy kernel
+    selection and allocator growth would otherwise land in the first batches).
+    """
+    batch = batch or plan.batch or 1
+    staged = split(lg, plan)
+    if devices is None:
+        devices = devices_for((s.unit for s in staged.stages), cpu_threads=threads)
+    with Pipeline(staged, devices, capacity=capacity, monitor=monitor) as pipe:
+        if warmup_batches > 0:  # measured by a throwaway monitor: no warm-up in the log
+            real, pipe.monitor = pipe.monitor, Monitor(interval_s=None)
+            try:
+                pipe.run(inputs[: warmup_batches * batch], batch)
+            finally:
+                pipe.monitor = real
+        return pipe.run(inputs, batch, on_output=on_output)
+
+
+# --------------------------------------------------------------------------- hand plans
+
+
+def chain_plan(lg: LayerGraph, units: Sequence[str], *, batch: int = 1,
+               balance: str = "macs") -> Plan:
+    """A plan that cuts the graph's execution order into ``len(units)`` contiguous stages.
+
+    For tests, benchmarks and the no-solver case: ``chain_plan(lg, ["cpu"])`` is
+    the whole model on the CPU; ``["cpu", "cpu"]`` a two-stage CPU pipeline.
+    ``balance="macs"`` puts the cuts where the MAC counts are even (by node
+    count when the graph has no MACs); ``"count"`` by node count.
+    """
+    nodes = lg.compute_nodes
+    k = len(units)
+    if k < 1 or k > len(nodes):
+        raise PlanError(f"cannot cut {len(nodes)} layers into {k} stages")
+    weights = [float(lg.dag.nodes[n].get("macs", 0)) for n in nodes]
+    if balance != "macs" or sum(weights) <= 0:
+        weights = [1.0] * len(nodes)
+    cuts = _even_cuts(weights, k)
+    stages = [StageSpec(f"stage{i}", units[i], nodes[a:b])
+              for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(nodes)], strict=True))]
+    assignment = {}
+    for st in stages:
+        place = _placement(st.unit)
+        for n in st.nodes:
+            assignment[n] = place
+    return Plan(model=lg.name, input_shape=list(lg.input_shape), objective="throughput",
+                batch=batch, board=None, assignment=assignment, stages=stages, predicted={},
+                solver=f"chain_plan({balance})", optimal=False, solve_time_s=0.0)
+
+
+def _even_cuts(weights: list[float], k: int) -> list[int]:
+    """k-1 cut positions, each stage non-empty, splitting the prefix sums as evenly as possible."""
+    total = sum(weights)
+    cuts: list[int] = []
+    acc, i = 0.0, 0
+    prefix = []
+    for w in weights:
+        acc += w
+        prefix.append(acc)
+    for j in range(1, k):
+        target = total * j / k
+        lo = (cuts[-1] + 1) if cuts else 1
+        hi = len(weights) - (k - j)
+        i = min(range(lo, hi + 1), key=lambda c: abs(prefix[c - 1] - target))
+        cuts.append(i)
+    return cuts
+
+
+def _placement(unit: str) -> Placement:
+    kind = unit_kind(unit)
+    slot = unit[len(kind):]
+    return Placement(kind, int(slot) if slot else None)
+
+
+# --------------------------------------------------------------------------- CLI entry points
+
+
+def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: str | None = None,
+                auto: bool = False, samples: int = 2000, batch: int | None = None,
+                report_path: str | None = None, live: bool | None = None,
+                metrics_path: str | None = None, *, interval_s: float = 0.5, seed: int = 0,
+                threads: int | None = None, capacity: int = DEFAULT_CAPACITY,
+                warmup_batches: int = 2, console: Any = None) -> dict[str, Any]:
+    """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
+
+    Prints a summary and returns the report dict (also written to
+    ``report_path``); every figure printed is in it. Raises HwpartError
+    subclasses for anything the user can fix; KeyboardInterrupt after a clean
+    shutdown of the pipeline.
+    """
+    from rich.console import Console
+
+    from hwpart.graph import load_graph
+
+    console = console or Console()
+    if samples < 1:
+        raise HwpartError(f"--samples must be >= 1, got {samples}")
+    lg = load_graph(model_spec, input_shape)
+    plan, plan_source = _get_plan(lg, plan_path, auto, batch)
+    batch = batch or plan.batch or 1
+    if batch < 1:
+        raise HwpartError(f"--batch must be >= 1, got {batch}")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((samples, *lg.input_shape), generator=gen)
+    is_tty = console.is_terminal
+    use_live = is_tty if live is None else live
+    monitor = Monitor(interval_s=interval_s, jsonl=metrics_path, live=use_live, console=console)
+    progress = None
+    if not use_live and is_tty:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        progress = Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                            transient=True)
+    on_output = None
+    if progress is not None:
+        task = progress.add_task("running", total=samples)
+
+        def on_output(done: int) -> None:
+            progress.update(task, completed=done)
+
+        progress.start()
+    try:
+        result = run_model(lg, plan, x, batch=batch, threads=threads, monitor=monitor,
+                           capacity=capacity, warmup_batches=warmup_batches,
+                           on_output=on_output)
+    finally:
+        if progress is not None:
+            progress.stop()
+        if monitor.running:
+            monitor.stop()
+    report = build_report(model_spec, lg, plan, plan_source, result, seed=seed, threads=threads,
+                          warmup_batches=warmup_batches, capacity=capacity)
+    print_summary(report, console)
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        import json
+
+        Path(report_path).write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {report_path}")
+    return report
+
+
+def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
+              batch: int | None) -> tuple[Plan, str]:
+    if plan_path and auto:
+        raise HwpartError("give either --plan or --auto, not both")
+    if plan_path:
+        plan = Plan.load(plan_path)
+        if plan.model != lg.name:
+            raise PlanError(f"{plan_path} is a plan for model {plan.model!r}, not {lg.name!r}; "
+                            "re-run `hwpart partition` for this model")
+        return plan, str(plan_path)
+    if auto:
+        try:
+            from hwpart.costs import auto_plan  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise PlanError(f"--auto needs hwpart.costs.auto_plan, which is not available "
+                            f"({exc}); pass --plan instead") from exc
+        return auto_plan(lg, batch=batch or 1, objective="throughput"), "auto"
+    raise HwpartError("no plan: give --plan PLAN.json (from `hwpart partition`) or --auto")
+
+
+def build_report(model_spec: str, lg: LayerGraph, plan: Plan, plan_source: str,
+                 result: RunResult, **settings: Any) -> dict[str, Any]:
+    """Every figure the summary shows, as plain JSON data."""
+    snap = result.snapshot
+    wall = result.wall_s
+    stages = []
+    unit_busy: dict[str, float] = {}
+    for s in snap.stages:
+        busy_s = (s.latency_total.mean_s or 0.0) * s.latency_total.count
+        unit_busy[s.unit] = unit_busy.get(s.unit, 0.0) + busy_s
+        stages.append({
+            "name": s.name, "unit": s.unit, "device": s.device, "batches": s.batches,
+            "samples": s.samples, "busy_s": busy_s,
+            "busy": busy_s / wall if wall > 0 else None,
+            "per_sample_s": busy_s / s.samples if s.samples else None,
+            "queue_high_water": s.queue_high_water, "queue_capacity": s.queue_capacity,
+            "latency_per_batch": _lat(s.latency_total),
+        })
+    n = result.samples
+    measured_latency = sum(st["busy_s"] for st in stages) / n if n else None
+    measured_bottleneck = max((st["per_sample_s"] or 0.0) for st in stages) if stages else None
+    pred = plan.predicted or {}
+    rows = [("throughput_sps", pred.get("throughput_sps"), result.throughput_sps),
+            ("latency_s (per sample, compute)", pred.get("latency_s"), measured_latency),
+            ("bottleneck_s (per sample)", pred.get("bottleneck_s"), measured_bottleneck)]
+    for unit, load in sorted((plan.unit_load_s or {}).items()):
+        if unit in unit_busy or load:
+            rows.append((f"{unit} load_s (per sample)", load,
+                         unit_busy.get(unit, 0.0) / n if n else None))
+    return {
+        "model": model_spec, "input_shape": list(lg.input_shape),
+        "plan": {"source": plan_source, "solver": plan.solver, "objective": plan.objective,
+                 "batch": plan.batch,
+                 "stages": [{"name": s.name, "unit": s.unit, "nodes": len(s.nodes)}
+                            for s in plan.stages]},
+        "samples": n, "batch": result.batch, "batches": snap.batches, "wall_s": wall,
+        "throughput_sps": result.throughput_sps,
+        "end_to_end_per_batch": _lat(snap.end_to_end_total),
+        "stages": stages,
+        "devices": snap.devices,
+        "predicted_vs_measured": [
+            {"figure": f, "predicted": p, "measured": m,
+             "measured_over_predicted": (m / p) if (p and m is not None) else None}
+            for f, p, m in rows],
+        "settings": settings,
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "torch_threads": torch.get_num_threads(),
+                        "machine": platform.machine()},
+    }
+
+
+def _lat(s: LatencySummary) -> dict[str, Any]:
+    return {"count": s.count, "mean_s": s.mean_s, "p50_s": s.p50_s, "p95_s": s.p95_s,
+            "p99_s": s.p99_s, "max_s": s.max_s}
+
+
+def print_summary(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    e2e = report["end_to_end_per_batch"]
+    console.print(
+        f"[bold]{report['model']}[/]: {report['samples']} samples in {report['batches']} "
+        f"batches of {report['batch']}, {report['wall_s']:.3f} s, "
+        f"[bold]{fmt_num(report['throughput_sps'], 'samples/s')}[/]; end-to-end per batch "
+        f"p50 {fmt_s(e2e['p50_s'])}, p95 {fmt_s(e2e['p95_s'])}, p99 {fmt_s(e2e['p99_s'])}")
+    t = Table(title="stages (time in the device per batch)")
+    for col in ("stage", "unit", "device", "batches", "p50", "p95", "p99", "mean", "busy",
+                "queue max"):
+        t.add_column(col, justify="left" if col in ("stage", "unit", "device") else "right")
+    for s in report["stages"]:
+        lat = s["latency_per_batch"]
+        t.add_row(s["name"], s["unit"], s["device"], str(s["batches"]), fmt_s(lat["p50_s"]),
+                  fmt_s(lat["p95_s"]), fmt_s(lat["p99_s"]), fmt_s(lat["mean_s"]),
+                  fmt_pct(s["busy"]), f"{s['queue_high_water']}/{s['queue_capacity']}")
+    console.print(t)
+    d = Table(title="devices (at the end)")
+    for col in ("device", "util", "power", "energy"):
+        d.add_column(col, justify="left" if col == "device" else "right")
+    for name, m in report["devices"].items():
+        d.add_row(name, fmt_pct(m.get("util")), fmt_num(m.get("power_w"), "W"),
+                  fmt_num(m.get("energy_j"), "J"))
+    console.print(d)
+    p = Table(title="predicted (plan) vs measured")
+    for col in ("figure", "predicted", "measured", "measured/predicted"):
+        p.add_column(col, justify="left" if col == "figure" else "right")
+    for row in report["predicted_vs_measured"]:
+        is_time = row["figure"] != "throughput_sps"
+        f = fmt_s if is_time else fmt_num
+        ratio = row["measured_over_predicted"]
+        p.add_row(row["figure"], f(row["predicted"]), f(row["measured"]),
+                  "n/a" if ratio is None else f"{ratio:.2f}x")
+    console.print(p)
+
+
+def devices_command(console: Any = None) -> list[tuple[str, bool, str]]:
+    """``hwpart devices``: every registered device kind, whether it is usable here, and why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hwpart.devices import available_devices
+
+    console = console or Console()
+    rows = available_devices()
+    t = Table(title="devices")
+    t.add_column("kind")
+    t.add_column("available")
+    t.add_column("details")
+    for kind, ok, reason in rows:
+        t.add_row(kind, "yes" if ok else "no", reason)
+    console.print(t)
+    return rows
+
+
+# --------------------------------------------------------------------------- CLI wiring
+
+
+def register_cli(sub: Any) -> None:
+    """Add ``hwpart run`` and ``hwpart devices`` (called by ``hwpart.cli`` for its plugins)."""
+    pr = sub.add_parser("run", help="run a model as a monitored pipeline on its plan's devices")
+    pr.add_argument("model", help="path/to/file.py:factory or package.module:factory")
+    pr.add_argument("--input-shape", required=True,
+                    help="per-sample input shape without the batch dim, e.g. 16 or 3,32,32")
+    how = pr.add_mutually_exclusive_group()
+    how.add_argument("--plan", help="plan JSON from `hwpart partition`")
+    how.add_argument("--auto", action="store_true", help="profile and partition now")
+    pr.add_argument("--samples", type=int, default=2000, help="random samples to run (seeded)")
+    pr.add_argument("--batch", type=int, help="micro-batch size (default: the plan's)")
+    pr.add_argument("--report", help="write every figure of the summary to this JSON file")
+    pr.add_argument("--metrics", help="JSONL log, one monitor snapshot per interval")
+    pr.add_argument("--interval", type=float, default=0.5, help="monitor interval, s")
+    pr.add_argument("--no-live", action="store_true", help="no live table (off when piped)")
+    pr.add_argument("--threads", type=int, help="intra-op threads per CPU stage")
+    pr.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY,
+                    help="items each inter-stage channel holds")
+    pr.add_argument("--warmup", type=int, default=2, help="unmeasured warm-up batches")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(func=_cmd_run)
+    pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
+    pd.set_defaults(func=_cmd_devices)
+
+
+def _console() -> Any:
+    from hwpart.cli import console  # the CLI's console: wide when piped
+
+    return console
+
+
+def _cmd_run(args: Any) -> int:
+    run_command(args.model, args.input_shape, args.plan, args.auto, args.samples, args.batch,
+                args.report, False if args.no_live else None, args.metrics,
+                interval_s=args.interval, seed=args.seed, threads=args.threads,
+                capacity=args.capacity, warmup_batches=args.warmup, console=_console())
+    return 0
+
+
+def _cmd_devices(args: Any) -> int:
+    devices_command(_console())
+    return 0
