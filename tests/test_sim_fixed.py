@@ -43,6 +43,22 @@ def test_parse_and_roundtrip():
     w = t.encode(x)
     assert w.dtype == np.int16
     y = t.decode(w)
-    assert np.array_equal(t.encode_exact(y), w)
+    assert np.array_equal(t.exact(y), w.astype(np.int64))
     with pytest.raises(ValueError):
-        t.encode_exact(np.array([0.1]))
+        t.exact(np.array([0.1]))
+
+
+def test_stream_layout_matches_adapter_format():
+    """Lanes of 18 bits in 64-bit words (3 per word), every sample word-aligned."""
+    from hwpart.sim.fixed import StreamLayout
+
+    t = parse_type("ap_fixed<18,8,AP_RND_CONV,AP_SAT>")
+    lay = StreamLayout(t, 5, 64)
+    assert (lay.lanes, lay.words, lay.sample_bytes) == (3, 2, 16)
+    q = np.array([[1, -1, 2, -131072, 131071], [0, 0, 0, 0, 1]])
+    data = lay.pack_words(q)
+    w = data.view("<u8")
+    assert int(w[0]) == 1 | ((2**18 - 1) << 18) | (2 << 36)
+    assert int(w[1]) == (131072 | (131071 << 18))
+    assert int(w[3]) == 1 << 18
+    assert np.array_equal(lay.unpack_words(data, 2), q)

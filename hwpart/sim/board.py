@@ -289,7 +289,7 @@ class SimBoard(pynq.Device):
                             break
                         rm = slot.rm
                         assert rm is not None
-                        out, n = rm.process(pkt.data, self.bus_bytes)
+                        out, n = rm.process(pkt.data, 8 * self.bus_bytes)
                         rm_s = self.timing.rm_s(rm.spec.cycles(n))
                         slot.busy_until = max(t_acc, slot.busy_until) + rm_s
                         slot.processed += 1

@@ -109,11 +109,11 @@ class FixedType:
         return self.quantize(x).astype(self.dtype)
 
     def decode(self, words: np.ndarray) -> np.ndarray:
-        """Stream words -> float32 (exact for widths up to 24 bits)."""
+        """Integer values -> float32 (exact for widths up to 24 bits)."""
         return (np.asarray(words).astype(np.float64) * (2.0 ** -self.frac)).astype(np.float32)
 
-    def encode_exact(self, y: np.ndarray) -> np.ndarray:
-        """Float values that *are* this type (the C simulation's outputs) -> words.
+    def exact(self, y: np.ndarray) -> np.ndarray:
+        """Float values that *are* this type (the C simulation's outputs) -> integers.
 
         Refuses values that are not on this type's grid: that would mean the
         output type was read wrongly and the stream would silently lose bits.
@@ -122,7 +122,7 @@ class FixedType:
         r = np.rint(v)
         if not np.array_equal(r, v) or (r.size and (r.min() < self.lo or r.max() > self.hi)):
             raise ValueError(f"values are not exactly representable as {self}")
-        return r.astype(self.dtype)
+        return r.astype(np.int64)
 
 
 def parse_type(text: str) -> FixedType:
@@ -153,3 +153,62 @@ def project_io_types(firmware: Path) -> tuple[FixedType, FixedType]:
             raise ValueError(f"{firmware / 'defines.h'}: no typedef for {name}")
         found[name] = parse_type(m.group(1))
     return found["input_t"], found["result_t"]
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """How one sample of ``count`` values travels as DMA words (``hls/rm_axis.cpp``).
+
+    ``lanes`` values of ``type.width`` bits per ``word_bits``-bit word, value *j*
+    of a word in bits ``[j*width, (j+1)*width)``; every sample starts on a new
+    word (the last word of a sample is zero-padded). The manifest records the
+    same figures (``stream``: lane_bits, lanes, in_words, out_words).
+    """
+
+    type: FixedType
+    count: int
+    word_bits: int
+
+    @property
+    def lanes(self) -> int:
+        lanes = self.word_bits // self.type.width
+        if lanes < 1:
+            raise ValueError(f"{self.type}: {self.type.width}-bit values do not fit a "
+                             f"{self.word_bits}-bit stream word")
+        return lanes
+
+    @property
+    def words(self) -> int:
+        return -(-self.count // self.lanes)
+
+    @property
+    def sample_bytes(self) -> int:
+        return self.words * self.word_bits // 8
+
+    def pack(self, x: np.ndarray) -> np.ndarray:
+        """(N, count) floats -> bytes of N word-aligned samples (uint8, N * sample_bytes)."""
+        q = self.type.quantize(np.asarray(x).reshape(-1, self.count))
+        return self.pack_words(q)
+
+    def pack_words(self, q: np.ndarray) -> np.ndarray:
+        n, w, k, bits = q.shape[0], self.words, self.lanes, self.type.width
+        lanes = np.zeros((n, w * k), dtype=np.uint64)
+        lanes[:, : self.count] = (q.astype(np.int64) & ((1 << bits) - 1)).astype(np.uint64)
+        shifts = (np.arange(k, dtype=np.uint64) * np.uint64(bits))
+        words = np.bitwise_or.reduce(lanes.reshape(n, w, k) << shifts, axis=2)
+        return words.astype(f"<u{self.word_bits // 8}").view(np.uint8).reshape(-1)
+
+    def unpack_words(self, data: np.ndarray, n: int) -> np.ndarray:
+        """Bytes of ``n`` samples -> (n, count) integer values (sign-extended)."""
+        bits, k = self.type.width, self.lanes
+        words = np.asarray(data[: n * self.sample_bytes]).view(f"<u{self.word_bits // 8}")
+        words = words.astype(np.uint64).reshape(n, self.words, 1)
+        shifts = (np.arange(k, dtype=np.uint64) * np.uint64(bits))
+        v = ((words >> shifts) & np.uint64((1 << bits) - 1)).astype(np.int64)
+        v = v.reshape(n, self.words * k)[:, : self.count]
+        if self.type.signed:
+            v = np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
+        return v
+
+    def unpack(self, data: np.ndarray, n: int) -> np.ndarray:
+        return self.type.decode(self.unpack_words(data, n))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwpart.sim.fixed import FixedType, parse_type
+from hwpart.sim.fixed import FixedType, StreamLayout, parse_type
 
 BIT_MAGIC = b"HWPART-SIM-PARTIAL 1\n"
 
@@ -73,6 +73,12 @@ class RmSpec:
     @property
     def tout(self) -> FixedType:
         return parse_type(self.out_type)
+
+    def layout_in(self, word_bits: int) -> StreamLayout:
+        return StreamLayout(self.tin, self.n_in, word_bits)
+
+    def layout_out(self, word_bits: int) -> StreamLayout:
+        return StreamLayout(self.tout, self.n_out, word_bits)
 
     def cycles(self, samples: int) -> int:
         return 0 if samples <= 0 else self.latency_cycles + (samples - 1) * self.ii_cycles
@@ -188,29 +194,24 @@ class CSimRunner:
 
 
 class SimRM:
-    """An RM placed in a slot: stream words in -> C simulation -> stream words out."""
+    """An RM placed in a slot: stream words in -> C simulation -> stream words out.
+
+    The word format is the RM adapter's (:class:`~hwpart.sim.fixed.StreamLayout`):
+    what the board unpacks here is exactly what ``hls/rm_axis.cpp`` would hand
+    to the hls4ml top on hardware.
+    """
 
     def __init__(self, spec: RmSpec, batch: bool = True) -> None:
         self.spec = spec
         self.tin, self.tout = spec.tin, spec.tout
         self.runner = CSimRunner(spec, batch=batch)
-        self.row_in = spec.n_in * self.tin.word_bytes
-        self.row_out = spec.n_out * self.tout.word_bytes
 
-    def samples_in(self, nbytes: int) -> int:
-        """Whole samples in a packet; trailing bytes are bus-width padding."""
-        return nbytes // self.row_in
-
-    def process(self, packet: np.ndarray, bus_bytes: int) -> tuple[np.ndarray, int]:
-        """(output packet bytes padded to the bus width, samples) for one input packet."""
-        n = self.samples_in(packet.size)
-        words = packet[: n * self.row_in].view(self.tin.dtype).reshape(n, self.spec.n_in)
-        y = self.runner.predict(self.tin.decode(words))
-        out = self.tout.encode_exact(y).view(np.uint8).reshape(-1)
-        pad = (-out.size) % bus_bytes
-        if pad:
-            out = np.concatenate([out, np.zeros(pad, np.uint8)])
-        return out, n
+    def process(self, packet: np.ndarray, word_bits: int) -> tuple[np.ndarray, int]:
+        """(output packet bytes, samples) for one input packet; a partial sample is dropped."""
+        lin, lout = self.spec.layout_in(word_bits), self.spec.layout_out(word_bits)
+        n = packet.size // lin.sample_bytes
+        y = self.runner.predict(lin.unpack(packet, n))
+        return lout.pack_words(self.tout.exact(y)), n
 
 
 def rm_from_csim(name: str, layers: list[str], artifact: object, in_shape: tuple[int, ...],
