@@ -1,0 +1,222 @@
+"""Overlay bundles built end to end (hls4ml compiles, da4ml RTL, manifest, CLI).
+
+The bundles are built once per session with one content cache, in the order a
+user would: pynq-z2 first, then kv260, which must reuse every compiled RM
+(same groups, same precision). Cold, the session costs about four hls4ml
+compiles; da4ml's first trace on a fresh machine also JIT-compiles numba code
+(minutes, once; cached in its package folder afterwards).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT, example_graph
+
+from hwpart.boards import load_board
+from hwpart.graph import capture
+from hwpart.overlay import hls, rtl
+from hwpart.overlay.build import BuildOptions, build_overlay
+from hwpart.overlay.manifest import ManifestError, load_manifest
+
+pytest.importorskip("hls4ml")
+pytestmark = pytest.mark.slow
+
+sys.path.insert(0, str(ROOT / "tests" / "data"))
+from overlay_models import dense_gelu  # noqa: E402
+
+CNN_GROUPS = "_0-_2,_3-_7"
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hwpart-cache")
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory, cache) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("bitstreams")
+    dense = capture(dense_gelu(), (8,), "dense_gelu")
+    jobs = [
+        ("jet-pynq-z2", example_graph("jet_tagger"), "pynq-z2", None),
+        ("cnn-pynq-z2", example_graph("small_cnn"), "pynq-z2", CNN_GROUPS),
+        ("dense-pynq-z2", dense, "pynq-z2", None),
+        ("jet-kv260", example_graph("jet_tagger"), "kv260", None),
+        ("cnn-kv260", example_graph("small_cnn"), "kv260", CNN_GROUPS),
+    ]
+    built = {}
+    for name, lg, board, groups in jobs:
+        built[name] = build_overlay(lg, load_board(board), BuildOptions(
+            out=out / name, groups=groups, cache=cache, samples=100, jobs=2))
+    return built
+
+
+def test_every_rm_within_tolerance_of_torch(bundles):
+    for name, res in bundles.items():
+        m = res.manifest
+        assert m.rms, name
+        for r in m.rms:
+            assert r.accuracy.max_abs_err <= r.accuracy.tolerance, (name, r.name)
+            if r.accuracy.argmax_agreement is not None:
+                assert r.accuracy.argmax_agreement >= 0.97
+
+
+def test_bundle_csim_library_reproduces_torch_independently(bundles):
+    """Run the bundle's own .so (not the cache's) on fresh inputs, compare with torch."""
+    res = bundles["cnn-pynq-z2"]
+    lg = example_graph("small_cnn")
+    x = np.random.default_rng(42).uniform(-1, 1, (30, 3, 16, 16)).astype(np.float32)
+    for r in res.manifest.rms:
+        x_in, ref = hls.group_io(lg, r.layers, x)
+        sim = hls.CSim(res.bundle / r.csim.library, r.csim.symbol.removesuffix("_float"),
+                       int(np.prod(r.in_shape)), int(np.prod(r.out_shape)))
+        y = hls.from_stream(sim.predict(hls.to_stream(x_in)), tuple(r.out_shape))
+        assert y.shape == ref.shape
+        assert np.abs(y - ref).max() <= r.accuracy.tolerance
+    # chaining the two RMs in stream order equals the whole model
+    r0, r1 = res.manifest.rms
+    s0 = hls.CSim(res.bundle / r0.csim.library, "hwpart_rm", 3 * 256, 8 * 64)
+    s1 = hls.CSim(res.bundle / r1.csim.library, "hwpart_rm", 8 * 64, 10)
+    y = s1.predict(s0.predict(hls.to_stream(x)))  # no transpose between RMs
+    ref = lg.module(torch.as_tensor(x)).detach().numpy()
+    assert np.abs(y - ref).max() < 0.05
+
+
+def test_second_board_reuses_compiled_rms(bundles):
+    assert bundles["jet-kv260"].compiles == 0
+    assert bundles["cnn-kv260"].compiles == 0
+    kv = bundles["jet-kv260"].manifest.rms[0]
+    z2 = bundles["jet-pynq-z2"].manifest.rms[0]
+    assert kv.precision == z2.precision and kv.reuse != z2.reuse  # same RM, board pragmas
+
+
+def test_unchanged_model_rebuilds_from_cache(bundles, cache, tmp_path):
+    res = build_overlay(example_graph("jet_tagger"), load_board("pynq-z2"), BuildOptions(
+        out=tmp_path / "again", cache=cache, samples=100))
+    assert res.compiles == 0 and res.seconds < 15
+    assert [r.accuracy for r in res.manifest.rms] == [
+        r.accuracy for r in bundles["jet-pynq-z2"].manifest.rms]
+
+
+def test_unsupported_layer_stays_off_and_dense_rtl_is_bit_exact(bundles):
+    m = bundles["dense-pynq-z2"].manifest
+    assert "gelu" in m.off_fpga["_3"] and "no hls4ml" in m.off_fpga["_3"]
+    (r,) = m.rms
+    assert r.layers == ["_0", "_1", "_2"]
+    assert r.rtl is not None and r.rtl.bit_exact is True and r.rtl.checked_samples == 64
+    assert r.rtl.source.startswith("estimated (da4ml")
+    # RTL without a dense group: the jet RM ends in softmax
+    assert bundles["jet-pynq-z2"].manifest.rms[0].rtl is None
+
+
+def test_da4ml_rtl_bit_exact_on_fresh_inputs(bundles, cache):
+    """Icarus run of the generated Verilog vs da4ml's emulation, new random inputs."""
+    pytest.importorskip("da4ml")
+    if not shutil.which("iverilog"):
+        pytest.skip("iverilog not installed")
+    lg = capture(dense_gelu(), (8,), "dense_gelu")
+    m = hls.slice_module(lg, ["_0", "_1", "_2"])
+    prec = bundles["dense-pynq-z2"].manifest.rms[0].precision
+    res = rtl.generate(m, 8, prec, hls.module_digest(m, (8,)), cache)
+    assert res.cached
+    x = np.random.default_rng(7).uniform(-4, 4, (40, 8))  # beyond [-1, 1]: saturation paths
+    res = rtl.check_bit_exact(res, x)
+    assert res.bit_exact and res.mismatches == 0
+    emu = rtl.load_comb(res).predict(x)
+    ref = m(torch.as_tensor(x, dtype=torch.float32)).detach().numpy()
+    assert np.abs(emu - ref).max() < 0.05
+
+
+def test_rm_missing_tolerance_is_reported_and_left_out(bundles, cache, tmp_path):
+    lg = capture(dense_gelu(), (8,), "dense_gelu")
+    prec = bundles["dense-pynq-z2"].manifest.rms[0].precision
+    res = build_overlay(lg, load_board("pynq-z2"), BuildOptions(
+        out=tmp_path / "strict", cache=cache, samples=100, tolerance=1e-9, precisions=(prec,),
+        rtl=False))
+    assert res.manifest.rms == [] and res.compiles == 0
+    (rej,) = res.manifest.rejected
+    assert "max abs error" in rej.reason and "> tolerance 1e-09" in rej.reason
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / bundle.name
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_tampered_file_is_refused(bundles, tmp_path):
+    b = _copy(bundles["jet-pynq-z2"].bundle, tmp_path)
+    load_manifest(b)
+    target = b / "rm0" / "rm_axis.cpp"
+    target.write_text(target.read_text() + "// edited\n")
+    with pytest.raises(ManifestError, match=r"rm0/rm_axis\.cpp: sha256 mismatch \(manifest "
+                                            r"[0-9a-f]{12}…, file [0-9a-f]{12}…\); rebuild"):
+        load_manifest(b)
+    target.unlink()
+    with pytest.raises(ManifestError, match="rm_axis.cpp: listed in manifest.yaml but missing"):
+        load_manifest(b)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d["rms"][0].update(precision=16), r"field 'rms\.0\.precision': expected .*, got 16"),
+    (lambda d: d.update(colour="red"), r"unknown field 'colour'"),
+    (lambda d: d["slots"][0].pop("decoupler_address"), r"slots\.0\.decoupler_address': missing"),
+    (lambda d: d["rms"][0].update(compatible_slots=[0, 5]), r"slots \[5\] do not exist"),
+    (lambda d: d["rms"][0]["files"][0].update(path="../../etc/passwd"), "outside the bundle"),
+])
+def test_malformed_manifest_is_a_clear_error(bundles, tmp_path, edit, match):
+    b = _copy(bundles["jet-pynq-z2"].bundle, tmp_path)
+    data = yaml.safe_load((b / "manifest.yaml").read_text())
+    edit(data)
+    (b / "manifest.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError, match=match):
+        load_manifest(b)
+
+
+def test_tcl_addresses_match_manifest(bundles):
+    for name in ("cnn-pynq-z2", "cnn-kv260"):
+        b = bundles[name].bundle
+        m = load_manifest(b)
+        shell = (b / "vivado" / "shell_bd.tcl").read_text()
+        dfx = (b / "vivado" / "dfx.tcl").read_text()
+        assert f"-offset 0x{m.shell.switch_address:08X} -range 0x1000 " \
+               "[get_bd_addr_segs switch/S_AXI_CTRL/Reg]" in shell
+        assert f"-offset 0x{m.shell.dma_address:08X}" in shell
+        n = len(m.slots)
+        assert f"CONFIG.NUM_SI {{{n + 1}}} CONFIG.NUM_MI {{{n + 1}}}" in shell
+        for s in m.slots:
+            assert f"decoupler_{s.index}" in shell
+            assert f"-offset 0x{s.decoupler_address:08X}" in shell
+            assert f"switch/M{s.switch_master:02d}_AXIS" in shell
+            assert f"switch/S{s.switch_slave:02d}_AXIS" in shell
+        for r in m.rms:
+            assert (b / r.name / "hls.tcl").is_file() and f"rm_{r.name}.bd" in shell
+            for k, part in r.partials.items():
+                assert f"$bundle/{part}" in dfx and f"shell_i_slot_{k}_rm_{r.name}_inst_0" in dfx
+        ps = (b / "vivado" / "ps.tcl").read_text()
+        assert ("processing_system7" if m.board.ps == "ps7" else "zynq_ultra_ps_e") in ps
+
+
+def test_cli_build_and_show(bundles, cache, tmp_path, capsys):
+    from hwpart.cli import main
+
+    out = tmp_path / "jet"
+    rc = main(["overlay", "build", "host/models.py:jet_tagger", "--input-shape", "16",
+               "--board", "pynq-z2", "--samples", "100", "--cache", str(cache), "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "rm0" in text and "estimated" in text and "bitstreams need Vivado" in text
+    assert main(["overlay", "show", str(out)]) == 0
+    assert "every sha256 checked" in capsys.readouterr().out
+    (out / "rm0" / "hls.tcl").write_text("tampered\n")
+    assert main(["overlay", "show", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "sha256 mismatch" in err and len(err.strip().splitlines()) == 1
+    assert main(["overlay", "build", "host/models.py:jet_tagger", "--input-shape", "16",
+                 "--groups", "_0-_9", "-o", str(tmp_path / "x")]) == 2
+    assert "unknown layer '_9'" in capsys.readouterr().err
