@@ -160,12 +160,12 @@ def test_timeout_is_typed_and_recovers(jet_bundle):
 def test_tampered_partial_is_refused_before_download(jet_bundle, tmp_path):
     root = tmp_path / "b"
     shutil.copytree(jet_bundle.root, root)
-    bad = root / "partials" / "other32_rp0.bit"
+    bad = root / "partials" / "slot0_other32.bit"
     bad.write_bytes(bad.read_bytes() + b" ")
     dev = FpgaDevice(root, fpga="sim", pace=False)
     dev.run_array(_plan_for(dev, "fc3"), np.zeros((2, 32), np.float32))
     before = dev.sim.ledger.swaps
-    with pytest.raises(BundleIntegrityError, match="other32_rp0.bit.*sha256") as err:
+    with pytest.raises(BundleIntegrityError, match="slot0_other32.bit.*sha256") as err:
         dev.swap(0, "other32")
     assert err.value.slot == 0 and err.value.rm == "other32"
     assert dev.sim.ledger.swaps == before  # nothing was downloaded

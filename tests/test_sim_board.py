@@ -39,23 +39,23 @@ def test_pynq_notebook_code(bundles, sg):
     from pynq import Overlay, allocate
 
     ol = Overlay(str(b.path("shell.bit")))
-    assert isinstance(ol.axi_dma_0, pynq.lib.dma.DMA)
-    ol.pr_download("rp0", str(b.path("partials/fc3_rp0.bit")))
-    ol.axis_switch_0.mi = np.array([1, 0], dtype=np.int64)  # DMA -> slot 0 -> DMA
+    assert isinstance(ol.dma, pynq.lib.dma.DMA)
+    ol.pr_download("slot_0", str(b.path("partials/slot0_fc3.bit")))
+    ol.switch.mi = np.array([1, 0], dtype=np.int64)  # DMA -> slot 0 -> DMA
     spec = b.rm("fc3").spec
     x = _x(16, 32)
     in_buf = allocate(shape=(16, 32), dtype=np.int16)
     out_buf = allocate(shape=(16, 32), dtype=np.int16)
     in_buf[:] = spec.tin.encode(x)
-    ol.axi_dma_0.recvchannel.transfer(out_buf)
-    ol.axi_dma_0.sendchannel.transfer(in_buf)
-    ol.axi_dma_0.sendchannel.wait()
-    ol.axi_dma_0.recvchannel.wait()
-    assert ol.axi_dma_0.recvchannel.transferred == out_buf.nbytes
+    ol.dma.recvchannel.transfer(out_buf)
+    ol.dma.sendchannel.transfer(in_buf)
+    ol.dma.sendchannel.wait()
+    ol.dma.recvchannel.wait()
+    assert ol.dma.recvchannel.transferred == out_buf.nbytes
     ref = CSimRunner(spec).predict(x)
     assert np.array_equal(spec.tout.decode(np.asarray(out_buf)), ref)
     assert board.slots[0].processed == 1
-    assert "rp0/rm_info" in ol.ip_dict
+    assert "slot_0/rm_info" in ol.ip_dict
     assert board.dma.sg == sg
 
 
@@ -64,16 +64,16 @@ def test_decoupled_slot_holds_traffic(bundles):
     b = bundles[False]
     board = install(pace=False)
     ol = pynq.Overlay(str(b.path("shell.bit")))
-    ol.pr_download("rp0", str(b.path("partials/fc3_rp0.bit")))
-    ol.axis_switch_0.mi = np.array([1, 0], dtype=np.int64)
-    ctrl = ol.slot0_ctrl
+    ol.pr_download("slot_0", str(b.path("partials/slot0_fc3.bit")))
+    ol.switch.mi = np.array([1, 0], dtype=np.int64)
+    ctrl = ol.decoupler_0
     ctrl.write(0x00, 1)  # DECOUPLE
     assert ctrl.read(0x04) & 1
     spec = b.rm("fc3").spec
     x = _x(4, 32, seed=1)
     inb, outb = pynq.allocate((4, 32), np.int16), pynq.allocate((4, 32), np.int16)
     inb[:] = spec.tin.encode(x)
-    dma = ol.axi_dma_0
+    dma = ol.dma
     dma.recvchannel.transfer(outb)
     dma.sendchannel.transfer(inb)
     time.sleep(0.02)
@@ -90,18 +90,18 @@ def test_switch_chains_two_slots(bundles):
     b = bundles[False]
     board = install(pace=False)
     ol = pynq.Overlay(str(b.path("shell.bit")))
-    ol.pr_download("rp0", str(b.path("partials/fc2_rp0.bit")))
-    ol.pr_download("rp1", str(b.path("partials/fc3_rp1.bit")))
+    ol.pr_download("slot_0", str(b.path("partials/slot0_fc2.bit")))
+    ol.pr_download("slot_1", str(b.path("partials/slot1_fc3.bit")))
     # master 0 (S2MM) <- slot 1 out, master 1 (slot 0 in) <- MM2S, master 2 (slot 1 in) <- slot 0 out
-    ol.axis_switch_0.mi = np.array([2, 0, 1], dtype=np.int64)
+    ol.switch.mi = np.array([2, 0, 1], dtype=np.int64)
     a, c = b.rm("fc2").spec, b.rm("fc3").spec
     x = _x(8, 64, seed=2)
     inb, outb = pynq.allocate((8, 64), np.int16), pynq.allocate((8, 32), np.int16)
     inb[:] = a.tin.encode(x)
-    ol.axi_dma_0.recvchannel.transfer(outb)
-    ol.axi_dma_0.sendchannel.transfer(inb)
-    ol.axi_dma_0.sendchannel.wait()
-    ol.axi_dma_0.recvchannel.wait()
+    ol.dma.recvchannel.transfer(outb)
+    ol.dma.sendchannel.transfer(inb)
+    ol.dma.sendchannel.wait()
+    ol.dma.recvchannel.wait()
     ref = CSimRunner(c).predict(CSimRunner(a).predict(x))
     assert np.array_equal(c.tout.decode(np.asarray(outb)), ref)
     assert [s.processed for s in board.slots] == [1, 1]
@@ -116,10 +116,10 @@ def test_dma_error_bits_reach_pynq(bundles):
     b = bundles[False]
     install(pace=False)
     ol = pynq.Overlay(str(b.path("shell.bit")))
-    ol.axis_switch_0.mi = np.array([0], dtype=np.int64)  # loopback MM2S -> S2MM
+    ol.switch.mi = np.array([0], dtype=np.int64)  # loopback MM2S -> S2MM
     inb, outb = pynq.allocate(64, np.uint8), pynq.allocate(32, np.uint8)
     inb[:] = np.arange(64, dtype=np.uint8)
-    dma = ol.axi_dma_0
+    dma = ol.dma
     dma.recvchannel.transfer(outb)
     dma.sendchannel.transfer(inb)
     dma.sendchannel.wait()
@@ -134,10 +134,10 @@ def test_loopback_and_pacing(bundles):
     b = bundles[False]
     board = install(pace=True)
     ol = pynq.Overlay(str(b.path("shell.bit")))
-    ol.axis_switch_0.mi = np.array([0], dtype=np.int64)
+    ol.switch.mi = np.array([0], dtype=np.int64)
     inb, outb = pynq.allocate(4096, np.uint8), pynq.allocate(4096, np.uint8)
     inb[:] = np.random.default_rng(3).integers(0, 255, 4096, dtype=np.uint8)
-    dma = ol.axi_dma_0
+    dma = ol.dma
     t0 = time.perf_counter()
     dma.recvchannel.transfer(outb)
     dma.sendchannel.transfer(inb)

@@ -200,12 +200,15 @@ class FpgaDevice:
             self._verify(shell, None, None)
             self._verify(shell.with_suffix(".hwh"), None, None)
             self.ol = pynq.Overlay(str(shell), device=self.pdev)
-            self.dma = self.ol.axi_dma_0
+            dma = [k for k, v in self.ol.ip_dict.items()
+                   if str(v.get("type", "")).startswith("xilinx.com:ip:axi_dma:")]
+            if len(dma) != 1:
+                raise FpgaError(f"{shell}: expected one AXI DMA in the shell, found {dma}")
+            self.dma = getattr(self.ol, dma[0])
             self.word_bits = int(self.dma.description["parameters"]["c_m_axi_mm2s_data_width"])
-            ip = self.ol.ip_dict
-            self.switch = pynq.MMIO(ip["axis_switch_0"]["phys_addr"], 0x1000, device=self.pdev)
-            self._slots = [_Slot(pynq.MMIO(ip[f"slot{k}_ctrl"]["phys_addr"], 0x1000,
-                                           device=self.pdev)) for k in range(b.slots)]
+            # the addresses the bundle's manifest records (same map on board, sim and RTL)
+            self.switch = pynq.MMIO(b.switch_address, 0x1000, device=self.pdev)
+            self._slots = [_Slot(pynq.MMIO(a, 0x1000, device=self.pdev)) for a in b.decouplers]
             self._route = None
 
     def _verify(self, path: Path, slot: int | None, rm: str | None) -> None:
@@ -318,6 +321,8 @@ class FpgaDevice:
         if k not in r.partials:
             raise FpgaError(f"bundle has no partial of this RM for slot {k}", k, rm_name)
         bit = b.path(r.partials[k])
+        import pynq
+
         with self._lock:
             self._verify(bit, k, rm_name)
             self._verify(bit.with_suffix(".hwh"), k, rm_name)
@@ -326,7 +331,11 @@ class FpgaDevice:
             slot.mmio.write(DECOUPLE, 1)
             self._poll(lambda: slot.mmio.read(STATUS) & ST_DECOUPLED, k, rm_name, "decouple")
             slot.rm = None
-            self.ol.pr_download(f"rp{k}", str(bit))
+            region = f"slot_{k}"
+            if region in self.ol.hierarchy_dict:
+                self.ol.pr_download(region, str(bit))
+            else:  # a partition with no addressable IP is no PYNQ hierarchy: plain partial load
+                pynq.Bitstream(str(bit), partial=True, device=self.pdev).download()
             slot.mmio.write(RM_RESET, 1)
             slot.mmio.write(RM_RESET, 0)
             self._poll(lambda: not slot.mmio.read(STATUS) & ST_IN_RESET, k, rm_name, "reset")

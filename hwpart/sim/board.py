@@ -122,7 +122,9 @@ class SimBoard(pynq.Device):
         self.bitfile_name = ""
         self.timestamp = ""
         self.shell: dict[str, Any] | None = None
-        self._pending_partial: tuple[str, Any] | None = None
+        self.base = hwh.BASE["ps8" if self.board.ps == "ps8" else "ps7"]
+        self.dma_base = self.base + hwh.DMA_OFFSET
+        self._pending_partial: tuple[str, int] | None = None
         self._configure(slots=self.board.slots.count, sg=False)
 
     # ------------------------------------------------------------------ shell state
@@ -201,6 +203,8 @@ class SimBoard(pynq.Device):
             info = read_shell_bit(bitstream.bitfile_name)
             with self.lock:
                 self.shell = info
+                self.base = int(info.get("base_address", hwh.CTRL_BASE))
+                self.dma_base = int(info.get("dma_address", self.base + hwh.DMA_OFFSET))
                 self._configure(int(info["slots"]), bool(info.get("sg", False)))
             fclk = self.clocks.get_pl_clk(0)
             if abs(fclk - self.board.clocks.pl_mhz) > 1e-6:
@@ -217,18 +221,23 @@ class SimBoard(pynq.Device):
         if self.timing.pace:  # the configuration port's modeled time, not a stand-in for work
             wait_until(t0 + modeled)
         self.ledger.add_pr(modeled)
-        self._pending_partial = (bitstream.bitfile_name, rm)
+        k = int(spec.extra.get("slot", -1))
+        if not 0 <= k < len(self.slots):
+            raise RuntimeError(f"{bitstream.bitfile_name}: partial for slot {k}, the shell has "
+                               f"{len(self.slots)} slots")
+        with self.lock:  # the partial lands in the partition it was built for, as on a board
+            self.slots[k].install(rm)
+            self._propagate()
+        self._pending_partial = (bitstream.bitfile_name, k)
 
     def update_partial_region(self, hier: str, parser: Any) -> None:
         super().update_partial_region(hier, parser)
-        if self._pending_partial is None:
-            return
-        _, rm = self._pending_partial
-        self._pending_partial = None
-        k = slot_of_region(hier)
-        with self.lock:
-            self.slots[k].install(rm)
-            self._propagate()
+        if self._pending_partial is not None:
+            name, k = self._pending_partial
+            self._pending_partial = None
+            if slot_of_region(hier) != k:
+                warnings.warn(f"{name} was built for slot {k} but downloaded into {hier}; "
+                              f"it configured slot {k}", stacklevel=2)
 
     def post_download(self, bitstream: Any, parser: Any, name: str = "Unknown") -> None:
         super().post_download(bitstream, parser, name)
@@ -236,9 +245,9 @@ class SimBoard(pynq.Device):
     # ------------------------------------------------------------------ register decode
 
     def _read32(self, a: int) -> tuple[int, float]:
-        if hwh.DMA_BASE <= a < hwh.DMA_BASE + hwh.DMA_RANGE:
-            return self.dma.read(a - hwh.DMA_BASE)
-        off = a - hwh.CTRL_BASE
+        if self.dma_base <= a < self.dma_base + hwh.DMA_RANGE:
+            return self.dma.read(a - self.dma_base)
+        off = a - self.base
         if 0 <= off < hwh.SLOT_STRIDE:
             return self.switch.read(off), 0.0
         k = off // hwh.SLOT_STRIDE - 1
@@ -247,10 +256,10 @@ class SimBoard(pynq.Device):
         return 0, 0.0  # DECERR on hardware; reads 0 as the RTL shell does
 
     def _write32(self, a: int, v: int) -> None:
-        if hwh.DMA_BASE <= a < hwh.DMA_BASE + hwh.DMA_RANGE:
-            self.dma.write(a - hwh.DMA_BASE, v)
+        if self.dma_base <= a < self.dma_base + hwh.DMA_RANGE:
+            self.dma.write(a - self.dma_base, v)
             return
-        off = a - hwh.CTRL_BASE
+        off = a - self.base
         if 0 <= off < hwh.SLOT_STRIDE:
             if self.switch.write(off, v):
                 self._propagate()
@@ -310,9 +319,10 @@ class SimBoard(pynq.Device):
 
 def slot_of_region(hier: str) -> int:
     name = hier.rsplit("/", 1)[-1]
-    if not name.startswith("rp") or not name[2:].isdigit():
-        raise ValueError(f"{hier!r} is not a reconfigurable partition of the hwpart shell (rpN)")
-    return int(name[2:])
+    if not name.startswith("slot_") or not name[5:].isdigit():
+        raise ValueError(f"{hier!r} is not a reconfigurable partition of the hwpart shell "
+                         "(slot_N)")
+    return int(name[5:])
 
 
 def install(board: Board | str = "pynq-z2", pace: bool | None = None,

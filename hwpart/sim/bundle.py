@@ -54,6 +54,8 @@ class Bundle:
     sg: bool
     rms: list[BundleRM]
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    switch_address: int = hwh.CTRL_BASE
+    decouplers: list[int] = field(default_factory=list)  # slot k's control window
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -76,8 +78,11 @@ def load_bundle(root: Path | str) -> Bundle:
         for r in d["rms"]:
             spec = RmSpec.from_json({k: v for k, v in r.items() if k != "partials"}, base=root)
             rms.append(BundleRM(spec, {int(k): v for k, v in r["partials"].items()}))
-        return Bundle(root, d["name"], d["board"], d["shell"]["bit"], int(d["slots"]),
-                      bool(d.get("dma", {}).get("sg", False)), rms, dict(d.get("files", {})))
+        base = int(d["shell"].get("base_address", hwh.CTRL_BASE))
+        n = int(d["slots"])
+        return Bundle(root, d["name"], d["board"], d["shell"]["bit"], n,
+                      bool(d.get("dma", {}).get("sg", False)), rms, dict(d.get("files", {})),
+                      base, [hwh.slot_ctrl_addr(k, base) for k in range(n)])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{mf}: malformed bundle manifest ({type(exc).__name__}: {exc})") from exc
 
@@ -92,9 +97,12 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
     (root / "partials").mkdir(exist_ok=True)
     (root / "csim").mkdir(exist_ok=True)
     write_shell_bit(root / "shell.bit", {"board": b.name, "slots": n_slots, "sg": sg,
-                                         "data_width_bits": b.dma.data_width_bits})
+                                         "data_width_bits": b.dma.data_width_bits,
+                                         "base_address": hwh.BASE[b.ps],
+                                         "dma_address": hwh.BASE[b.ps] + hwh.DMA_OFFSET})
+    base = hwh.BASE[b.ps]
     (root / "shell.hwh").write_text(hwh.shell_hwh(name, n_slots, b.clocks.pl_mhz, sg,
-                                                  b.dma.data_width_bits))
+                                                  b.dma.data_width_bits, base))
     entries = []
     for spec in rms:
         lib = root / "csim" / f"{spec.name}.so"
@@ -102,9 +110,9 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
         local = RmSpec(**{**spec.__dict__, "library": str(lib.resolve())})
         partials = {}
         for k in range(n_slots):
-            bit = root / "partials" / f"{spec.name}_rp{k}.bit"
-            write_partial_bit(bit, local)
-            bit.with_suffix(".hwh").write_text(hwh.partial_hwh(spec.name, hwh.slot_ctrl_addr(k)))
+            bit = root / "partials" / f"slot{k}_{spec.name}.bit"  # as hwpart.overlay names them
+            write_partial_bit(bit, local, k)
+            bit.with_suffix(".hwh").write_text(hwh.partial_hwh(spec.name, hwh.slot_ctrl_addr(k, base)))
             partials[k] = str(bit.relative_to(root))
         d = local.to_json()
         d["library"] = str(lib.relative_to(root))
@@ -113,7 +121,8 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
     files = {str(p.relative_to(root)): sha256_file(p)
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.yaml"}
     manifest = {"format": FORMAT, "name": name, "board": b.name,
-                "shell": {"bit": "shell.bit", "hwh": "shell.hwh"}, "slots": n_slots,
+                "shell": {"bit": "shell.bit", "hwh": "shell.hwh", "base_address": base},
+                "slots": n_slots,
                 "dma": {"sg": sg, "data_width_bits": b.dma.data_width_bits},
                 "rms": entries, "files": files}
     (root / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))

@@ -20,7 +20,7 @@ already computed, or still waiting at the switch. Decoupled, in reset or empty,
 the slot accepts nothing -- traffic for it waits at the switch (back-pressure),
 it is neither lost nor computed.
 
-``0x800..0xFFF`` of the window is the RM's identity (``rp{k}/rm_info`` in the
+``0x800..0xFFF`` of the window is the RM's identity (``slot_{k}/rm_info`` in the
 ``.hwh``; the only addressable IP inside a reconfigurable partition, which is
 what lets PYNQ see the partition as a hierarchy it can ``pr_download`` into):
 0x800 magic ``'HWRM'``, 0x804 the first 4 bytes of sha256(RM name), 0x808 n_in,

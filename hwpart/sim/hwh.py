@@ -7,15 +7,18 @@ every FCLK parameter the parser and the Clocks code read, one ``MEMRANGE`` per
 addressable IP on ``M_AXI_GP0``, each IP a module with a 4-part VLNV, and the
 lower-case ``c_*`` parameters ``pynq.lib.dma.DMA`` reads.
 
-Address map (the same 16-bit control window as ``sim/rtl/shell_top.v``, at
-``CTRL_BASE``): ``axis_switch_0`` at +0x0000 (PG085), slot *k*'s control
-``slot{k}_ctrl`` at +0x1000*(1+k), and inside it at +0x800 the RM's identity
-window ``rp{k}/rm_info`` -- the one addressable IP inside reconfigurable
-partition ``rp{k}``. PYNQ only knows hierarchies that contain addressable IP,
-and ``Overlay.pr_download(region, ...)`` needs ``region`` to be a hierarchy;
-the identity window is also what lets the host check which RM a slot holds.
-Each partial's ``.hwh`` declares its own ``rm_info``; PYNQ merges it under
-``rp{k}/`` on download, as with a real DFX design.
+Address map and cell names are those of the Vivado shell (``hls/shell_bd.tcl``,
+``hwpart.overlay.tcl.address_map``) and of the RTL shell's 16-bit control
+window (``sim/rtl/shell_top.v``), from ``base`` (0x43C0_0000 on PS7,
+0xA000_0000 on PS8): ``switch`` at +0x0000 (PG085), slot *k*'s control
+``decoupler_{k}`` at +0x1000*(1+k), ``dma`` (PG021) at +0x10000, and inside
+slot *k*'s window at +0x800 the RM's identity window ``slot_{k}/rm_info`` --
+the one addressable IP inside reconfigurable partition ``slot_{k}``. PYNQ only
+knows hierarchies that contain addressable IP, and
+``Overlay.pr_download(region, ...)`` needs ``region`` to be a hierarchy; the
+identity window is also what lets the host check which RM a slot holds. Each
+partial's ``.hwh`` declares its own ``rm_info``; PYNQ merges it under
+``slot_{k}/`` on download, as with a real DFX design.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-DMA_BASE = 0x4040_0000
+BASE = {"ps7": 0x43C0_0000, "ps8": 0xA000_0000}
+DMA_OFFSET = 0x1_0000
 DMA_RANGE = 0x1_0000
-CTRL_BASE = 0x43C0_0000
+CTRL_BASE = BASE["ps7"]
 SLOT_STRIDE = 0x1000
 RM_INFO_OFFSET = 0x800
 RM_INFO_RANGE = 0x800
@@ -35,8 +39,8 @@ PS_VLNV = "xilinx.com:ip:processing_system7:5.5"
 SHELL_MAGIC = b"HWPART-SIM-SHELL 1\n"
 
 
-def slot_ctrl_addr(k: int) -> int:
-    return CTRL_BASE + SLOT_STRIDE * (1 + k)
+def slot_ctrl_addr(k: int, base: int = CTRL_BASE) -> int:
+    return base + SLOT_STRIDE * (1 + k)
 
 
 def _params(d: dict[str, object]) -> str:
@@ -79,31 +83,32 @@ def _doc(name: str, modules: str) -> str:
 
 
 def shell_hwh(name: str, slots: int, pl_mhz: float, sg: bool, data_width_bits: int,
-              sg_length_width: int = 26) -> str:
-    """The static shell: PS7, AXI DMA, AXI4-Stream switch, per-slot control, empty partitions."""
-    ranges = [_memrange("axi_dma_0", DMA_BASE, DMA_RANGE, "S_AXI_LITE"),
-              _memrange("axis_switch_0", CTRL_BASE, SLOT_STRIDE, "S_AXI_CTRL")]
+              base: int = CTRL_BASE, sg_length_width: int = 26) -> str:
+    """The static shell: PS, AXI DMA, AXI4-Stream switch, per-slot control, empty partitions."""
+    ranges = [_memrange("dma", base + DMA_OFFSET, DMA_RANGE, "S_AXI_LITE"),
+              _memrange("switch", base, SLOT_STRIDE, "S_AXI_CTRL")]
     mods = []
     for k in range(slots):
-        ranges.append(_memrange(f"slot{k}_ctrl", slot_ctrl_addr(k), RM_INFO_OFFSET))
-        ranges.append(_memrange(f"rp{k}_rm_info", slot_ctrl_addr(k) + RM_INFO_OFFSET, RM_INFO_RANGE))
-        mods.append(_module(f"slot{k}_ctrl", f"slot{k}_ctrl", "slot_ctrl",
+        a = slot_ctrl_addr(k, base)
+        ranges.append(_memrange(f"decoupler_{k}", a, RM_INFO_OFFSET, "s_axi_reg"))
+        ranges.append(_memrange(f"slot_{k}_rm_info", a + RM_INFO_OFFSET, RM_INFO_RANGE))
+        mods.append(_module(f"decoupler_{k}", f"decoupler_{k}", "slot_ctrl",
                             "hwpart:user:slot_ctrl:1.0", {"SLOT_INDEX": k}))
-        mods.append(_module(f"rp{k}/rm_info", f"rp{k}_rm_info", "rm_info",
+        mods.append(_module(f"slot_{k}/rm_info", f"slot_{k}_rm_info", "rm_info",
                             "hwpart:user:rm_info:1.0", {"RM": "empty"}))
-        mods.append(_module(f"rp{k}", f"rp{k}", "rp", "xilinx.com:ip:rp:1.0",
+        mods.append(_module(f"slot_{k}", f"slot_{k}", "slot", "xilinx.com:ip:rp:1.0",
                             {"ENABLE_DFX": "true"}, bdtype="BLOCK_CONTAINER"))
     ps = _module("processing_system7_0", "processing_system7_0", "processing_system7", PS_VLNV,
                  _ps_params(pl_mhz),
                  extra=(f"<MEMORYMAP>{''.join(ranges)}</MEMORYMAP><BUSINTERFACES>"
                         '<BUSINTERFACE BUSNAME="ps7_axi_periph" NAME="M_AXI_GP0" TYPE="MASTER" '
                         'VLNV="xilinx.com:interface:aximm:1.0"/></BUSINTERFACES>'))
-    dma = _module("axi_dma_0", "axi_dma_0", "axi_dma", "xilinx.com:ip:axi_dma:7.1", {
+    dma = _module("dma", "dma", "axi_dma", "xilinx.com:ip:axi_dma:7.1", {
         "c_include_sg": int(sg), "c_include_mm2s": 1, "c_include_s2mm": 1,
         "c_m_axi_mm2s_data_width": data_width_bits, "c_m_axi_s2mm_data_width": data_width_bits,
         "c_include_mm2s_dre": 0, "c_include_s2mm_dre": 0, "c_micro_dma": 0,
         "c_sg_length_width": sg_length_width, "c_sg_include_stscntrl_strm": 0})
-    sw = _module("axis_switch_0", "axis_switch_0", "axis_switch", "xilinx.com:ip:axis_switch:1.1",
+    sw = _module("switch", "switch", "axis_switch", "xilinx.com:ip:axis_switch:1.1",
                  {"NUM_SI": 1 + slots, "NUM_MI": 1 + slots, "ROUTING_MODE": 1})
     return _doc(name, ps + dma + sw + "".join(mods))
 

@@ -97,9 +97,14 @@ class RmSpec:
         return cls(**d)
 
 
-def write_partial_bit(path: Path, spec: RmSpec) -> None:
-    """The simulated partial bitstream: a magic line and the spec (library path relative)."""
+def write_partial_bit(path: Path, spec: RmSpec, slot: int) -> None:
+    """The simulated partial bitstream for one slot: a magic line and the spec as JSON.
+
+    Like a real partial it is built for one partition (``extra.slot``); the
+    library path is stored relative to the file so a bundle can be moved.
+    """
     d = spec.to_json()
+    d["extra"] = {**d.get("extra", {}), "slot": slot}
     lib = Path(d["library"])
     try:
         d["library"] = os.path.relpath(lib, path.parent)
