@@ -68,12 +68,18 @@ class Bundle:
 
 
 def load_bundle(root: Path | str) -> Bundle:
+    """A bundle of either format: ``hwpart overlay build``'s, or a simulated one of ours."""
     root = Path(root)
     mf = root / "manifest.yaml"
     if not mf.is_file():
         raise ConfigError(f"{root}: no manifest.yaml (is this an overlay bundle?)")
     try:
         d = yaml.safe_load(mf.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{mf}: not YAML ({exc})") from exc
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        return from_overlay_manifest(root)
+    try:
         rms = []
         for r in d["rms"]:
             spec = RmSpec.from_json({k: v for k, v in r.items() if k != "partials"}, base=root)
@@ -127,3 +133,45 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
                 "rms": entries, "files": files}
     (root / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return load_bundle(root)
+
+
+def from_overlay_manifest(root: Path) -> Bundle:
+    """Read a bundle written by ``hwpart overlay build`` (``hwpart.overlay.manifest``).
+
+    Every file's sha256 is checked on load (that loader refuses a mismatch and
+    names the file). A *built* bundle (Vivado made the bitstreams) is used as it
+    is, on a board or on the simulated board if its bitstreams are simulated
+    ones. A bundle with scripts only has no bitstreams yet: for the simulated
+    board its stand-ins are generated under ``BUNDLE/sim/`` (shell, one partial
+    per RM per slot, generated ``.hwh``, sha256 of each) from the manifest's
+    RMs, their C-simulation libraries and the board's figures.
+    """
+    from hwpart.overlay.manifest import load_manifest
+
+    m = load_manifest(root, verify=True)
+    specs = []
+    for r in m.rms:
+        top = r.csim.symbol[: -len("_float")] if r.csim.symbol.endswith("_float") else r.csim.symbol
+        specs.append(RmSpec(r.name, list(r.layers), tuple(r.in_shape), tuple(r.out_shape),
+                            r.precision, r.precision, str((root / r.csim.library).resolve()),
+                            top=top, latency_cycles=int(r.cycles.latency),
+                            ii_cycles=max(1, int(r.cycles.ii))))
+    decouplers = [s.decoupler_address for s in sorted(m.slots, key=lambda s: s.index)]
+    if m.status == "built":
+        rms = [BundleRM(spec, {int(k): v for k, v in r.partials.items()})
+               for spec, r in zip(specs, m.rms, strict=True)]
+        files = {f.path: f.sha256 for f in m.all_files()}
+        return Bundle(root, m.name, m.board.name, m.shell.bitstream, len(m.slots), False, rms,
+                      files, m.shell.switch_address, decouplers)
+    sim = root / "sim"
+    digest = sha256_file(root / "manifest.yaml")
+    stamp = sim / "source.sha256"
+    if not (stamp.is_file() and stamp.read_text().strip() == digest):
+        b = write_sim_bundle(sim, m.name, specs, board=m.board.name, slots=len(m.slots))
+        stamp.write_text(digest + "\n")
+    else:
+        b = load_bundle(sim)
+    if [hwh.slot_ctrl_addr(k, b.switch_address) for k in range(b.slots)] != decouplers:
+        raise ConfigError(f"{root}: the manifest's slot addresses {decouplers} differ from the "
+                          "simulated shell's map (sim/README.md)")
+    return b
