@@ -58,3 +58,88 @@ def pack(raw: np.ndarray, fmt: StreamFormat, stream_bits: int) -> list[int]:
                 v |= (int(e) & mask) << (j * fmt.lane_bits)
             words.append(v)
     return words
+
+
+_DRIVER = r"""
+// C-simulation driver for rm_axis.cpp: one input packet of N samples (TLAST on
+// its last word only), values converted to the RM's type exactly as hls4ml's
+// bridge does, then every output word printed with its TLAST.
+#include <cstdio>
+#include "rm_axis.cpp"
+
+int main() {
+    int n;
+    if (scanf("%d", &n) != 1) return 2;
+    hls::stream<word_t> s_axis("s_axis"), m_axis("m_axis");
+    for (int s = 0; s < n; s++) {
+        word_t w;
+        w.data = 0;
+        w.keep = -1;
+        for (int i = 0; i < N_IN; i++) {
+            float f;
+            if (scanf("%f", &f) != 1) return 2;
+            typename input_t::value_type v = f;
+            w.data.range((i % LANES) * LANE + LANE - 1, (i % LANES) * LANE) = v.range();
+            if (i % LANES == LANES - 1 || i == N_IN - 1) {
+                w.last = (s == n - 1 && i == N_IN - 1);
+                s_axis.write(w);
+                w.data = 0;
+            }
+        }
+    }
+    for (int s = 0; s < n; s++) @{top}_axis(s_axis, m_axis);
+    while (!m_axis.empty()) {
+        word_t w = m_axis.read();
+        printf("%d", (int)w.last);
+        for (int j = 0; j < LANES; j++) {
+            typename result_t::value_type v;
+            v.range() = w.data.range(j * LANE + LANE - 1, j * LANE);
+            printf(" %.9g", v.to_double());
+        }
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+@dataclass
+class AdapterRun:
+    outputs: np.ndarray  # (samples, n_out), from the output words
+    last_flags: list[int]  # TLAST of every output word, in order
+
+
+def run_adapter(rm_dir: Path, top: str, x_stream: np.ndarray, n_out: int,
+                workdir: Path) -> AdapterRun:
+    """Compile ``rm_axis.cpp`` with the RM's hls4ml firmware (g++) and stream ``x`` through it.
+
+    Checks the adapter itself: lane packing, sample alignment and TLAST, against
+    the C simulation that has no adapter.
+    """
+    import shutil
+    import subprocess
+
+    gxx = shutil.which("g++")
+    if gxx is None:
+        raise FileNotFoundError("g++ not on PATH")
+    fw = rm_dir / "hls4ml_prj" / "firmware"
+    workdir.mkdir(parents=True, exist_ok=True)
+    drv = workdir / "driver.cpp"
+    drv.write_text(_DRIVER.replace("@{top}", top))
+    exe = workdir / "driver"
+    subprocess.run([gxx, "-O1", "-std=c++14", f"-I{fw}", f"-I{fw / 'ap_types'}", f"-I{rm_dir}",
+                    str(drv), str(fw / f"{top}.cpp"), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    x = np.asarray(x_stream, dtype=np.float32).reshape(len(x_stream), -1)
+    text = f"{len(x)}\n" + "\n".join(" ".join(f"{v:.9g}" for v in row) for row in x) + "\n"
+    out = subprocess.run([str(exe)], input=text, check=True, capture_output=True, text=True)
+    flags, values = [], []
+    for line in out.stdout.split("\n"):
+        if line.strip():
+            first, *vals = line.split()
+            flags.append(int(first))
+            values.append([float(v) for v in vals])
+    words_per_sample = math.ceil(n_out / len(values[0]))
+    rows = [sum(values[s * words_per_sample:(s + 1) * words_per_sample], [])[:n_out]
+            for s in range(len(x))]
+    return AdapterRun(np.array(rows, dtype=np.float32), flags)
