@@ -409,10 +409,12 @@ class FpgaDevice:
         return plan.buffers[n]
 
     def _transfer(self, plan: _Plan, inb: Any, outb: Any) -> None:
+        """Both DMA channels through their public PYNQ API, with our own time-out."""
         slot, rm = plan.slots[-1], "->".join(r.spec.name for r in plan.rms)
         recv, send = self.dma.recvchannel, self.dma.sendchannel
+        sg = bool(int(self.dma.description["parameters"].get("c_include_sg", 0)))
         for ch in (recv, send):  # simple mode runs between transfers; SG must start halted
-            if hasattr(ch, "_first_transfer") and not ch.running:
+            if not sg and not ch.running:
                 ch.start()
         try:
             recv.transfer(outb)
@@ -420,22 +422,19 @@ class FpgaDevice:
         except RuntimeError as exc:
             raise FpgaError(f"DMA refused the transfer: {exc}", slot, rm) from exc
         deadline = time.perf_counter() + self.timeout_s
-        for ch, what in ((send, "MM2S"), (recv, "S2MM")):
-            while True:
-                st = ch._mmio.read(ch._offset + 4)
-                if st & 0x770:
+        for ch, what, sr in ((send, "MM2S", 0x04), (recv, "S2MM", 0x34)):
+            while not ch.idle:
+                if ch.error:
+                    st = self.dma.mmio.read(sr)
                     self._recover()
                     bits = [v for b, v in DMASR_ERRORS.items() if st & b]
                     raise DmaError(f"{what} error DMASR=0x{st:08x}: {', '.join(bits)}",
                                    slot, rm, st)
-                if st & 0x2 or (st & 0x1 and getattr(ch, "_descr", None) is not None):
-                    break
                 if time.perf_counter() > deadline:
                     self._recover()
                     raise DmaTimeout(f"{what} transfer did not complete in {self.timeout_s} s "
                                      "(slot decoupled or empty, route missing, or RM hung)",
                                      slot, rm)
-                time.sleep(0)
             with warnings.catch_warnings():  # SG wait() calls the deprecated buffer.close()
                 warnings.simplefilter("ignore", DeprecationWarning)
                 ch.wait()
@@ -445,6 +444,15 @@ class FpgaDevice:
         self.ol = None
         self._slots = []
         self._route = None
+
+
+def configure(fpga: str | None = None, overlay: str | Path | None = None) -> None:
+    """What ``hwpart run --fpga MODE --overlay BUNDLE`` sets: the defaults the registry's
+    factory reads (``HWPART_FPGA``, ``HWPART_OVERLAY``), so plans built anywhere get them."""
+    if fpga is not None:
+        os.environ["HWPART_FPGA"] = fpga_mode(fpga)
+    if overlay is not None:
+        os.environ["HWPART_OVERLAY"] = str(overlay)
 
 
 def _factory(**options: Any) -> FpgaDevice:
