@@ -239,3 +239,14 @@ def test_axis_adapter_packs_lanes_and_mirrors_tlast(bundles, tmp_path):
     assert np.array_equal(run.outputs, sim)
     assert len(run.last_flags) == 3 * r.stream.out_words
     assert run.last_flags == [0] * (len(run.last_flags) - 1) + [1]
+
+
+def test_yosys_estimate_of_the_dense_core(bundles):
+    """With yosys installed, the da4ml core gets synth_xilinx counts next to da4ml's own."""
+    info = bundles["dense-pynq-z2"].manifest.rms[0].rtl
+    if not shutil.which("yosys"):
+        assert info.yosys is None
+        pytest.skip("yosys not installed (apt-get install yosys)")
+    assert info.yosys is not None and "synth_xilinx -family xc7" in info.yosys.source
+    assert info.yosys.source.startswith("estimated")
+    assert 0.5 < info.yosys.lut / info.lut_estimate < 2  # two estimates of the same netlist

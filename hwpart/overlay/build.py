@@ -72,6 +72,7 @@ class BuildOptions:
     jobs: int = 0  # 0: one per CPU
     rtl: bool = True
     rtl_samples: int = 64
+    yosys: bool = True  # synth_xilinx estimate of da4ml cores when yosys is installed
 
 
 @dataclass
@@ -344,9 +345,12 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
     rtl_info = None
     reason = rtl.dense_reason(m)
     if opts.rtl and reason is None:
-        rtl_info = _rtl(bundle, d, m, g, best.precision, x_in, cache, opts.rtl_samples)
+        rtl_info = _rtl(bundle, d, m, g, best.precision, x_in, cache, opts.rtl_samples,
+                        _yosys_family(board) if opts.yosys else None)
         rep.rtl = "bit-exact" if rtl_info.bit_exact else (
             "not checked" if rtl_info.bit_exact is None else "MISMATCH")
+        lut = rtl_info.yosys.lut if rtl_info.yosys else rtl_info.lut_estimate
+        rep.rtl += f", {lut} LUT ({'yosys' if rtl_info.yosys else 'da4ml'}, est.)"
     else:
         rep.rtl = "-" if not opts.rtl else "no (not dense)"
     acc = best.accuracy
@@ -367,8 +371,12 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
         rtl=rtl_info)
 
 
+def _yosys_family(board: Board) -> str:
+    return "xc7" if board.ps == "ps7" else "xcup"
+
+
 def _rtl(bundle: Path, d: Path, m, g: Group, precision: str, x_in: np.ndarray, cache: Path,
-         samples: int) -> RTLInfo:
+         samples: int, yosys_family: str | None) -> RTLInfo:
     n_in = int(np.prod(g.in_shape))
     res = rtl.generate(m, n_in, precision, hls.module_digest(m, g.in_shape), cache)
     xs = x_in.reshape(len(x_in), -1)[:samples]
@@ -386,11 +394,15 @@ def _rtl(bundle: Path, d: Path, m, g: Group, precision: str, x_in: np.ndarray, c
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
     shutil.copy2(res.directory / "model" / "comb.json", dst / "comb.json")
+    ys = rtl.yosys_estimate(res, yosys_family) if yosys_family else None
     return RTLInfo(top=f"{res.top}_wrapper", stages=res.stages,
                    lut_estimate=int(round(res.lut_estimate)), ff_estimate=res.ff_estimate,
                    source="estimated (da4ml cost model; fully parallel core, II=1)",
                    bit_exact=res.bit_exact, checked_samples=res.checked_samples,
-                   files=file_entries(bundle, [dst], "verilog"))
+                   files=file_entries(bundle, [dst], "verilog"),
+                   yosys=None if ys is None else _res(
+                       ys, f"estimated (Yosys synth_xilinx -family {yosys_family}, no place "
+                           f"and route; {ys['carry']} carry cells)"))
 
 
 def _versions() -> dict[str, str]:

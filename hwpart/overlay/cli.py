@@ -30,6 +30,8 @@ def register_cli(sub: Any) -> None:
     b.add_argument("--cache", default=".hwpart-cache", help="content cache folder")
     b.add_argument("--jobs", type=int, default=0, help="parallel hls4ml compiles (default: CPUs)")
     b.add_argument("--no-rtl", action="store_true", help="skip da4ml Verilog for dense RMs")
+    b.add_argument("--no-yosys", action="store_true",
+                   help="skip the Yosys synth_xilinx estimate of da4ml cores (slow for big RMs)")
     b.add_argument("--vivado", action="store_true",
                    help="also run Vivado (when on PATH) to make the bitstreams")
     b.add_argument("-o", "--output", help="bundle folder (default bitstreams/MODEL-BOARD)")
@@ -66,7 +68,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         out=out, slots=args.slots,
         tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
         groups=args.groups, samples=args.samples, cache=Path(args.cache), jobs=args.jobs,
-        calibration=Path(args.calibration) if args.calibration else None, rtl=not args.no_rtl)
+        calibration=Path(args.calibration) if args.calibration else None, rtl=not args.no_rtl,
+        yosys=not args.no_yosys)
     if args.precisions:
         opts.precisions = tuple(p.strip() for p in args.precisions.split(";") if p.strip())
         _check_precisions(opts.precisions)

@@ -92,6 +92,7 @@ class RTLInfo:
     bit_exact: bool | None
     checked_samples: _Int
     files: list[FileEntry] = field(default_factory=list)
+    yosys: ResourceFigures | None = None  # synth_xilinx cell counts, when yosys is installed
 
 
 @dataclass

@@ -255,3 +255,40 @@ def check_bit_exact(res: RTLResult, x: np.ndarray) -> RTLResult:
     res.bit_exact, res.mismatches, res.checked_samples = bad == 0, bad, len(x)
     res.sim = "icarus"
     return res
+
+
+def yosys_estimate(res: RTLResult, family: str) -> dict[str, int] | None:
+    """LUT/FF/DSP/BRAM of the core after Yosys ``synth_xilinx`` (no place and route).
+
+    *Estimated*: Yosys maps to Xilinx primitives but does not optimise like
+    Vivado. ``family`` is Yosys's name: ``xc7`` (Zynq-7000) or ``xcup``
+    (UltraScale+). Cached next to the Verilog; None when yosys is not installed.
+    """
+    exe = shutil.which("yosys")
+    if exe is None:
+        return None
+    cache = res.directory / f"yosys-{family}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    srcs = " ".join(str(p) for p in verilog_sources(res))
+    with tempfile.TemporaryDirectory(prefix="hwpart_yosys_") as tmp:
+        stat = Path(tmp) / "stat.txt"
+        script = (f"read_verilog {srcs}; synth_xilinx -top {res.top}_wrapper -family {family} "
+                  f"-flatten -noiopad; tee -q -o {stat} stat")
+        subprocess.run([exe, "-q", "-p", script], check=True, capture_output=True, text=True)
+        cells: dict[str, int] = {}
+        for line in stat.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                cells[parts[0]] = cells.get(parts[0], 0) + int(parts[1])
+    out = {
+        "lut": sum(v for k, v in cells.items() if re.fullmatch(r"LUT\d|INV", k)),
+        "ff": sum(v for k, v in cells.items() if re.fullmatch(r"FD[A-Z]*", k)),
+        "dsp": sum(v for k, v in cells.items() if k.startswith("DSP48")),
+        "bram_18k": sum(v * (2 if "36" in k else 1) for k, v in cells.items()
+                        if k.startswith("RAMB")),
+        "uram": sum(v for k, v in cells.items() if k.startswith("URAM")),
+        "carry": sum(v for k, v in cells.items() if k.startswith("CARRY")),
+    }
+    cache.write_text(json.dumps(out))
+    return out
