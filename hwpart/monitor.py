@@ -129,7 +129,7 @@ class StageSnapshot:
     samples: int
     throughput_sps: float | None  # samples/s over the interval
     busy: float | None  # fraction of the interval spent in the device's run
-    queue_depth: int | None  # items waiting for this stage now
+    queue_depth: int | None  # items waiting for this stage now (None: stage 0 pulls the source)
     queue_capacity: int | None
     queue_high_water: int | None  # the most ever waiting
     latency: LatencySummary  # per batch, this interval
@@ -216,6 +216,7 @@ class Monitor:
                devices: Sequence[Any], total_samples: int | None = None) -> list[StageStats]:
         """(name, unit, device name, input channel) per stage; returns their recorders."""
         self.reset()
+        self.history.clear()
         self.stages = [StageStats(*s) for s in stages]
         self.devices = {d.name: d for d in devices}
         self.total_samples = total_samples
@@ -364,6 +365,30 @@ class Monitor:
         return snap
 
 
+def device_summary(history: Sequence[Snapshot]) -> dict[str, dict[str, float | None]]:
+    """Per device over a run: time-weighted mean utilization and power, last energy, peak memory.
+
+    One snapshot's utilization covers only its interval (psutil and NVML report
+    since the previous read), so a run's figure must combine all of them.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    names = {n for s in history for n in s.devices}
+    for name in sorted(names):
+        row: dict[str, float | None] = {}
+        for key in ("util", "power_w"):
+            pairs = [(s.devices[name].get(key), s.interval_s) for s in history
+                     if name in s.devices and s.devices[name].get(key) is not None]
+            w = sum(dt for _, dt in pairs)
+            row[f"{key}_mean"] = (sum(v * dt for v, dt in pairs) / w) if w > 0 else None
+        energies = [s.devices[name].get("energy_j") for s in history if name in s.devices]
+        row["energy_j"] = next((e for e in reversed(energies) if e is not None), None)
+        mems = [s.devices[name].get("mem_used_b") for s in history if name in s.devices]
+        known = [m for m in mems if m is not None]
+        row["mem_used_peak_b"] = max(known) if known else None
+        out[name] = row
+    return out
+
+
 # --------------------------------------------------------------------------- display
 
 
@@ -409,7 +434,7 @@ def render(snap: Snapshot) -> Any:
     for col in ("stage", "unit", "batches", "samples/s", "p50", "p95", "p99", "busy", "queue"):
         st.add_column(col, justify="left" if col in ("stage", "unit") else "right")
     for s in snap.stages:
-        queue = "n/a" if s.queue_depth is None else f"{s.queue_depth}/{s.queue_capacity}"
+        queue = "source" if s.queue_depth is None else f"{s.queue_depth}/{s.queue_capacity}"
         st.add_row(s.name, s.unit, str(s.batches), fmt_num(s.throughput_sps),
                    fmt_s(s.latency.p50_s), fmt_s(s.latency.p95_s), fmt_s(s.latency.p99_s),
                    fmt_pct(s.busy), queue)

@@ -2,16 +2,22 @@
 
 Threads, not processes: every device call that matters (torch ops, CUDA
 launches, DMA waits) releases the GIL, so stages overlap, and tensors move
-between stages by reference. A worker pulls an item from its input channel,
+between stages by reference. A worker takes an item from its input channel,
 asks the routing table which device runs its stage *for that sequence number*,
-runs it, records the time and pushes the item on. The main thread is the sink:
-it reorders by sequence number and checks nothing went missing.
+runs it, records the time and pushes the item on.
+
+Channels sit only *between* stages: the first stage pulls micro-batches from the
+source itself (so it pulls only when it has room -- that is the backpressure
+that reaches the source) and the last stage hands results to the ordered
+collector itself. A thread hand-off costs tens of microseconds under the GIL;
+a one-stage plan therefore has none, and a k-stage plan has k-1 per batch.
 
 Stopping: the end of input closes the first channel and each worker closes the
 next one when its input is drained. A failure anywhere (a device raising, the
-sink finding a gap, Ctrl-C in the main thread) aborts *every* channel, which
-wakes every blocked thread; the threads are then joined with a timeout and are
-daemons, so a device call that never returns cannot keep the process alive.
+collector finding a gap, Ctrl-C in the main thread, which only waits) aborts
+*every* channel, which wakes every blocked thread; the threads are then joined
+with a timeout and are daemons, so a device call that never returns cannot keep
+the process alive.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from __future__ import annotations
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,15 @@ import torch
 from hwpart.devices import Device, LoadedStage, get_device, unit_kind
 from hwpart.errors import DeviceError, HwpartError, PlanError
 from hwpart.graph import LayerGraph
-from hwpart.monitor import LatencySummary, Monitor, Snapshot, fmt_num, fmt_pct, fmt_s
+from hwpart.monitor import (
+    LatencySummary,
+    Monitor,
+    Snapshot,
+    device_summary,
+    fmt_num,
+    fmt_pct,
+    fmt_s,
+)
 from hwpart.partition import Placement, Plan, StageSpec
 from hwpart.stages import Stage, StagedModel, split
 from hwpart.streams import (
@@ -67,6 +81,7 @@ class RunResult:
     wall_s: float  # first item out of the source to last item at the sink
     samples: int
     batch: int
+    history: list[Snapshot] = field(default_factory=list)  # this run's snapshots, final included
 
     @property
     def throughput_sps(self) -> float:
@@ -79,6 +94,8 @@ class RunResult:
 
     def output(self) -> Any:
         """The per-batch outputs joined along the batch dimension."""
+        if not self.outputs:
+            raise ValueError("the run produced no outputs (no samples went in)")
         return _cat(self.outputs)
 
 
@@ -94,6 +111,22 @@ def _cat(parts: list[Any]) -> Any:
 
 
 # --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class _Run:
+    """The state of one run, shared by its worker threads."""
+
+    items: Iterator[Item]
+    base: int  # first sequence number of this run
+    collector: OrderedCollector
+    on_output: Callable[[int], None] | None
+    issued: int = 0  # written by stage 0 only
+    outputs: list[Any] = field(default_factory=list)  # written by the last stage only
+    error: BaseException | None = None
+    stopping: bool = False
+    t_end: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Pipeline:
@@ -124,7 +157,7 @@ class Pipeline:
             raise
         self.routing = RoutingTable(routes)
         self.channels: list[Channel] = []
-        self._error: BaseException | None = None
+        self._run: _Run | None = None
         self._err_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.next_seq = 0  # sequence numbers continue across runs, so routing stays unambiguous
@@ -170,101 +203,83 @@ class Pipeline:
 
         Items are renumbered from :attr:`next_seq` (a pipeline's sequence numbers
         never restart, so a route swapped at a boundary means one thing).
-        ``on_output(samples_done)`` is called on the calling thread after each
-        batch reaches the sink (progress bars; a test may stall the sink with it).
+        ``on_output(samples_done)`` is called on the last stage's thread after
+        each batch is collected (progress bars; a test may stall the sink with it).
         """
         staged, mon = self.staged, self.monitor
-        k = len(staged.stages)
-        self.channels = [Channel(self.capacity, f"to {s.name}") for s in staged.stages]
-        self.channels.append(Channel(self.capacity, "to sink"))
+        stages = staged.stages
+        k = len(stages)
+        self.channels = [Channel(self.capacity, f"{stages[i].name} -> {stages[i + 1].name}")
+                         for i in range(k - 1)]
         routes0 = self.routing.current
         recorders = mon.attach(
-            [(s.name, s.unit, routes0[s.name].device.name, self.channels[i])
-             for i, s in enumerate(staged.stages)],
+            [(s.name, s.unit, routes0[s.name].device.name, self.channels[i - 1] if i else None)
+             for i, s in enumerate(stages)],
             list({id(r.device): r.device for r in self._handles}.values()),
             total_samples=total_samples,
         )
-        self._error = None
-        issued = [0]
-        self._threads = [threading.Thread(target=self._source,
-                                          args=(items, issued, self.next_seq),
-                                          name="hwpart-source", daemon=True)]
-        for i, stage in enumerate(staged.stages):
-            self._threads.append(threading.Thread(
-                target=self._worker, args=(stage, self.channels[i], self.channels[i + 1],
-                                           recorders[i]),
-                name=f"hwpart-{stage.name}", daemon=True))
+        run = _Run(iter(items), self.next_seq, OrderedCollector(start=self.next_seq), on_output)
+        self._run = run
+        self._threads = [
+            threading.Thread(target=self._worker, args=(i, stage, recorders[i], run),
+                             name=f"hwpart-{stage.name}", daemon=True)
+            for i, stage in enumerate(stages)]
         owns_monitor = not mon.running
         if owns_monitor:
             mon.start()
-        outputs: list[Any] = []
-        collector = OrderedCollector(start=self.next_seq)
-        sink = self.channels[k]
-        t_end = None
         try:
             for th in self._threads:
                 th.start()
-            while True:
-                try:
-                    item = sink.get(timeout=0.25)  # a timeout keeps Ctrl-C prompt
-                except TimeoutError:
-                    continue
-                except ChannelClosed:
-                    break
-                for it in collector.add(item):
-                    mon.record_output(time.perf_counter() - it.t0, it.samples)
-                    outputs.append(staged.result(it.payload))
-                    if on_output is not None:
-                        on_output(mon.samples)
-                if len(self.routing.versions()) > 1:
-                    self.routing.prune(collector.next_seq)
-            t_end = time.perf_counter()
-            if self._error is not None:
-                raise self._error
-            collector.finish(expected=issued[0])
+            while not run.done.wait(0.25):  # a timeout keeps Ctrl-C prompt
+                pass
+            if run.error is not None:
+                raise run.error
         except BaseException:
+            run.stopping = True
             self._abort()
             raise
         finally:
-            self._join()
-            self.next_seq += issued[0]
+            self._join(run)
+            self.next_seq += run.issued
             snap = mon.stop() if owns_monitor else mon.snapshot()
-        first = mon.first_t if mon.first_t is not None else t_end
-        wall = (t_end - first) if (t_end is not None and first is not None) else 0.0
-        return RunResult(outputs, snap, wall, mon.samples, batch)
+        first = mon.first_t
+        wall = (run.t_end - first) if (run.t_end is not None and first is not None) else 0.0
+        return RunResult(run.outputs, snap, wall, mon.samples, batch, list(mon.history))
 
-    def _source(self, items: Iterable[Item], issued: list[int], base: int) -> None:
-        ch = self.channels[0]
-        initial = self.staged.initial
-        started = self.monitor.started
-        try:
-            for item in items:
-                started()
-                item.seq = base + issued[0]
-                item.payload = initial(*item.payload)
-                ch.put(item)
-                issued[0] += 1
-        except ChannelClosed:
-            return
-        except BaseException as exc:
-            self._fail(f"the input source failed at item {issued[0]}: "
-                       f"{type(exc).__name__}: {exc}", exc)
-            return
-        ch.close()
-
-    def _worker(self, stage: Stage, inp: Channel, out: Channel, stats: Any) -> None:
+    def _worker(self, i: int, stage: Stage, stats: Any, run: _Run) -> None:
+        """Stage ``i``'s loop; stage 0 also pulls the source, the last stage also collects."""
         name = stage.name
+        inp = self.channels[i - 1] if i > 0 else None
+        out = self.channels[i] if i < len(self.channels) else None
         lookup = self.routing.lookup
         perf = time.perf_counter
         record = stats.record
+        started, initial = self.monitor.started, self.staged.initial
         last: Route | None = None
         with torch.inference_mode():
             while True:
-                try:
-                    item = inp.get()
-                except ChannelClosed:
-                    out.close()
-                    return
+                if inp is None:  # the source: pulled only when this stage has room
+                    if run.stopping:
+                        return
+                    try:
+                        item = next(run.items)
+                        started()
+                        item.seq = run.base + run.issued
+                        item.payload = initial(*item.payload)
+                    except StopIteration:
+                        break
+                    except BaseException as exc:
+                        self._fail(run, f"the input source failed at item {run.issued}: "
+                                        f"{type(exc).__name__}: {exc}", exc)
+                        return
+                    run.issued += 1
+                else:
+                    try:
+                        item = inp.get()
+                    except ChannelClosed:
+                        if inp.aborted:
+                            return
+                        break
                 route = lookup(item.seq)[name]
                 if route is not last:  # a re-route: the monitor shows where the stage runs now
                     last = route
@@ -273,37 +288,70 @@ class Pipeline:
                 try:
                     item.payload = route.device.run(route.handle, item.payload)
                 except BaseException as exc:
-                    self._fail(f"stage {name!r} on {route.device.name} failed at batch "
-                               f"{item.seq}: {type(exc).__name__}: {exc}", exc)
+                    self._fail(run, f"stage {name!r} on {route.device.name} failed at batch "
+                                    f"{item.seq}: {type(exc).__name__}: {exc}", exc)
                     return
                 record(perf() - t, item.samples)
-                try:
-                    out.put(item)
-                except ChannelClosed:
-                    return
+                if out is not None:
+                    try:
+                        out.put(item)
+                    except ChannelClosed:
+                        return
+                else:
+                    try:
+                        self._collect(run, item)
+                    except BaseException as exc:
+                        self._fail(run, f"the sink failed at batch {item.seq}: "
+                                        f"{type(exc).__name__}: {exc}", exc)
+                        return
+        # the input ended normally
+        if out is not None:
+            out.close()
+            return
+        try:
+            run.collector.finish(expected=run.issued)  # stage 0 is done: `issued` is final
+        except BaseException as exc:
+            self._fail(run, str(exc), exc)
+            return
+        run.t_end = time.perf_counter()
+        run.done.set()
 
-    def _fail(self, message: str, exc: BaseException) -> None:
+    def _collect(self, run: _Run, item: Item) -> None:
+        mon, result = self.monitor, self.staged.result
+        for it in run.collector.add(item):
+            mon.record_output(time.perf_counter() - it.t0, it.samples)
+            run.outputs.append(result(it.payload))
+            if run.on_output is not None:
+                run.on_output(mon.samples)
+        if self.routing.depth > 1:
+            self.routing.prune(run.collector.next_seq)
+
+    def _fail(self, run: _Run, message: str, exc: BaseException) -> None:
         with self._err_lock:
-            if self._error is None:
-                err = DeviceError(message)
-                err.__cause__ = exc
-                self._error = err
+            if run.error is None:
+                err = exc if isinstance(exc, HwpartError) and str(exc) == message else (
+                    DeviceError(message))
+                if err is not exc:
+                    err.__cause__ = exc
+                run.error = err
+        run.stopping = True
         self._abort()
+        run.done.set()
 
     def _abort(self) -> None:
         for ch in self.channels:
             ch.abort()
 
-    def _join(self) -> None:
+    def _join(self, run: _Run) -> None:
         deadline = time.monotonic() + self.join_timeout_s
         for th in self._threads:
             if th.ident is not None:
                 th.join(timeout=max(0.0, deadline - time.monotonic()))
         stuck = [th.name for th in self._threads if th.is_alive()]
         self._threads = []
-        if stuck and self._error is None:
-            self._error = DeviceError(f"threads did not stop within {self.join_timeout_s}s: "
-                                      f"{', '.join(stuck)} (a device call that never returns)")
+        if stuck and run.error is None:
+            run.error = DeviceError(f"threads did not stop within {self.join_timeout_s}s: "
+                                    f"{', '.join(stuck)} (a device call that never returns)")
 
     @property
     def threads(self) -> list[threading.Thread]:
@@ -558,7 +606,7 @@ def build_report(model_spec: str, lg: LayerGraph, plan: Plan, plan_source: str,
         "throughput_sps": result.throughput_sps,
         "end_to_end_per_batch": _lat(snap.end_to_end_total),
         "stages": stages,
-        "devices": snap.devices,
+        "devices": device_summary(result.history or [snap]),
         "predicted_vs_measured": [
             {"figure": f, "predicted": p, "measured": m,
              "measured_over_predicted": (m / p) if (p and m is not None) else None}
@@ -592,14 +640,16 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
         lat = s["latency_per_batch"]
         t.add_row(s["name"], s["unit"], s["device"], str(s["batches"]), fmt_s(lat["p50_s"]),
                   fmt_s(lat["p95_s"]), fmt_s(lat["p99_s"]), fmt_s(lat["mean_s"]),
-                  fmt_pct(s["busy"]), f"{s['queue_high_water']}/{s['queue_capacity']}")
+                  fmt_pct(s["busy"]), "source" if s["queue_capacity"] is None else
+                  f"{s['queue_high_water']}/{s['queue_capacity']}")
     console.print(t)
-    d = Table(title="devices (at the end)")
-    for col in ("device", "util", "power", "energy"):
+    d = Table(title="devices (over the run)")
+    for col in ("device", "util (mean)", "power (mean)", "energy", "memory (peak)"):
         d.add_column(col, justify="left" if col == "device" else "right")
     for name, m in report["devices"].items():
-        d.add_row(name, fmt_pct(m.get("util")), fmt_num(m.get("power_w"), "W"),
-                  fmt_num(m.get("energy_j"), "J"))
+        mem = m.get("mem_used_peak_b")
+        d.add_row(name, fmt_pct(m.get("util_mean")), fmt_num(m.get("power_w_mean"), "W"),
+                  fmt_num(m.get("energy_j"), "J"), "n/a" if mem is None else fmt_num(mem, "B"))
     console.print(d)
     p = Table(title="predicted (plan) vs measured")
     for col in ("figure", "predicted", "measured", "measured/predicted"):

@@ -248,6 +248,11 @@ class RoutingTable:
     def current(self) -> Mapping[str, Any]:
         return self._versions[-1].routes
 
+    @property
+    def depth(self) -> int:
+        """How many versions are kept (1 when no swap is pending or draining)."""
+        return len(self._versions)
+
     def versions(self) -> list[RouteVersion]:
         with self._lock:
             return list(self._versions)

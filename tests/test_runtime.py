@@ -122,12 +122,18 @@ def test_100k_items_arrive_complete_in_order_unduplicated():
         assert m.seen == list(range(n))  # every stage saw every item once, in order
     snap = result.snapshot
     assert snap.samples == n and all(s.batches == n for s in snap.stages)
-    assert all(s.queue_high_water <= 8 for s in snap.stages)
+    assert snap.stages[0].queue_capacity is None  # stage 0 pulls the source directly
+    assert all(s.queue_high_water <= 8 for s in snap.stages[1:])
     assert not pipeline_threads()
 
 
 def test_stalled_sink_blocks_the_source_and_bounds_memory():
+    from hwpart.streams import number
+
     k, cap, n = 3, 4, 10_000
+    # in flight at most: every channel between stages full and one item in hand per stage
+    # (the last stage's is the item stalled at the sink)
+    bound = (k - 1) * cap + k
     pulled = [0]
 
     def source():
@@ -135,30 +141,24 @@ def test_stalled_sink_blocks_the_source_and_bounds_memory():
             pulled[0] += 1
             yield (torch.tensor([i]),)
 
-    from hwpart.streams import number
-
-    mods = [Synthetic() for _ in range(k)]
     release = threading.Event()
-    stalled_at: dict[str, object] = {}
+    stalled: dict[str, object] = {}
 
-    with Pipeline(synthetic(mods), {"cpu": CpuDevice()}, capacity=cap) as pipe:
+    with Pipeline(synthetic([Synthetic() for _ in range(k)]), {"cpu": CpuDevice()},
+                  capacity=cap) as pipe:
 
         def on_output(done: int) -> None:
             if done == 1:  # the sink stalls on its first item
-                full = wait_until(lambda: all(c.depth == cap for c in pipe.channels))
-                before = pulled[0]
-                time.sleep(0.2)  # a window in which nothing may move
-                stalled_at.update(full=full, before=before, after=pulled[0],
-                                  depths=[c.depth for c in pipe.channels])
+                stalled["reached"] = wait_until(lambda: pulled[0] >= bound)
+                time.sleep(0.2)  # a window in which nothing more may be pulled
+                stalled.update(pulled=pulled[0], depths=[c.depth for c in pipe.channels],
+                               source_blocked=pipe.channels[0].blocked_puts > 0)
                 release.set()
 
         result = pipe.run_items(number(source()), total_samples=n, on_output=on_output)
     assert release.is_set()
-    assert stalled_at["full"], stalled_at
-    # in flight at most: every channel full, one item in hand per worker and at the source,
-    # and the one item at the sink
-    bound = (k + 1) * cap + k + 1 + 1
-    assert stalled_at["before"] == stalled_at["after"] <= bound, stalled_at
+    assert stalled == {"reached": True, "pulled": bound, "depths": [cap] * (k - 1),
+                       "source_blocked": True}
     assert all(c.high_water <= cap for c in pipe.channels)
     assert torch.equal(torch.cat(result.outputs), torch.arange(n))
 
@@ -305,6 +305,8 @@ def test_run_command_prints_and_writes_every_figure(tmp_path):
     assert pvm["throughput_sps"]["predicted"] == 50_000.0
     assert pvm["throughput_sps"]["measured"] == pytest.approx(report["throughput_sps"])
     assert pvm["cpu load_s (per sample)"]["measured"] > 0
+    cpu = report["devices"]["cpu"]
+    assert 0.0 < cpu["util_mean"] <= 1.05 and cpu["mem_used_peak_b"] > 0
     text = out.getvalue()
     assert "stage1" in text and "predicted (plan) vs measured" in text
     assert f"{report['samples']} samples" in text
@@ -339,6 +341,32 @@ def test_run_command_auto_plan(tmp_path):
     report = run_command(f"{ROOT}/host/models.py:jet_tagger", "16", auto=True, samples=256,
                          batch=32, live=False, console=Console(file=io.StringIO()))
     assert report["plan"]["source"] == "auto" and report["samples"] == 256
+
+
+def test_hwpart_run_and_devices_through_the_cli(tmp_path, capsys):
+    from hwpart.cli import main
+
+    lg = example_graph("jet_tagger")
+    chain_plan(lg, ["cpu", "cpu"], batch=16).save(tmp_path / "plan.json")
+    spec = f"{ROOT}/host/models.py:jet_tagger"
+    rc = main(["run", spec, "--input-shape", "16", "--plan", str(tmp_path / "plan.json"),
+               "--samples", "300", "--no-live", "--report", str(tmp_path / "r.json")])
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["samples"] == 300 and report["batch"] == 16
+    assert "stage1" in capsys.readouterr().out
+    assert main(["run", spec, "--input-shape", "16"]) == 2  # neither --plan nor --auto
+    assert "--plan" in capsys.readouterr().err
+    assert main(["devices"]) == 0
+    assert "cpu" in capsys.readouterr().out
+
+
+def test_empty_input_runs_and_says_so():
+    with Pipeline(synthetic([Synthetic(), Synthetic()]), {"cpu": CpuDevice()}) as pipe:
+        result = pipe.run(torch.arange(0), batch=4)
+    assert result.outputs == [] and result.samples == 0
+    with pytest.raises(ValueError, match="no outputs"):
+        result.output()
 
 
 def test_devices_command_lists_each_kind():
