@@ -306,7 +306,8 @@ def test_run_command_prints_and_writes_every_figure(tmp_path):
     assert pvm["throughput_sps"]["measured"] == pytest.approx(report["throughput_sps"])
     assert pvm["cpu load_s (per sample)"]["measured"] > 0
     cpu = report["devices"]["cpu"]
-    assert 0.0 < cpu["util_mean"] <= 1.05 and cpu["mem_used_peak_b"] > 0
+    # a 30 ms run is within psutil's 10 ms tick, so only the range is certain here
+    assert 0.0 <= cpu["util_mean"] <= 1.05 and cpu["mem_used_peak_b"] > 0
     text = out.getvalue()
     assert "stage1" in text and "predicted (plan) vs measured" in text
     assert f"{report['samples']} samples" in text
