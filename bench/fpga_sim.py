@@ -122,6 +122,8 @@ def main() -> int:
                     t.dma_s(256 * jet.layout_out(64).sample_bytes)
                 res["modeled_cap_sps_batch256"] = 256 / (res["modeled_rm_s_batch256"]
                                                          + res["modeled_dma_s_batch256"])
+                res["modeled_cap_sps_batch1"] = 1 / (t.rm_s(jet.cycles(1)) + t.dma_s(
+                    jet.layout_in(64).sample_bytes) + t.dma_s(jet.layout_out(64).sample_bytes))
                 swaps = []
                 for _ in range(3):
                     for name in ("fc3", "jet"):

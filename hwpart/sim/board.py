@@ -55,7 +55,7 @@ from hwpart.sim.dma import AxiDmaModel, Packet
 from hwpart.sim.hwh import read_shell_bit
 from hwpart.sim.rm import SimRM, read_partial_bit
 from hwpart.sim.switch import SwitchModel
-from hwpart.sim.timing import POLL_SLEEP_S, ModeledLedger, TimingModel, wait_until
+from hwpart.sim.timing import POLL_SLEEP_S, ModeledLedger, TimingModel, hold_until, wait_until
 
 DEFAULT_DDR_MB = 256
 
@@ -173,8 +173,8 @@ class SimBoard(pynq.Device):
                 v, w = self._read32(a)
             wait = max(wait, w)
             out += int(v & 0xFFFF_FFFF).to_bytes(4, "little")
-        if wait > 0:  # modeled hardware time not reached yet: let the poller yield
-            time.sleep(min(wait, POLL_SLEEP_S))
+        if wait > 0:  # modeled hardware time not reached yet: wait for it, not much past it
+            hold_until(time.perf_counter() + min(wait, POLL_SLEEP_S))
         return bytes(out[:length])
 
     def write_registers(self, address: int, data: bytes) -> None:
