@@ -90,6 +90,9 @@ class Problem:
     resources: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> slot needs
     memory: dict[str, float] = field(default_factory=dict)  # node -> bytes resident on its unit
     reasons: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> unit -> why not
+    # With an overlay, a slot can hold only the layer groups its RMs implement:
+    # slot unit -> allowed runs. A slot absent here takes any run that fits.
+    slot_runs: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Execution order: the captured graph's own order when nodes carry one
@@ -201,6 +204,10 @@ def violations(problem: Problem, assign: dict[str, str]) -> list[str]:
             if pos[-1] - pos[0] + 1 != len(pos):
                 out.append(f"{unit.name}: layers {sorted(members)} are not consecutive in "
                            "execution order (one slot holds one run of layers)")
+            allowed = problem.slot_runs.get(unit.name)
+            run = tuple(sorted(members, key=problem.position.__getitem__))
+            if allowed is not None and run not in allowed:
+                out.append(f"{unit.name}: no RM of the overlay implements exactly {list(run)}")
     return out
 
 
@@ -304,9 +311,10 @@ def solve_chain_dp(problem: Problem) -> Solution:
                 if mask & bit:
                     continue
                 c = base + (problem.transfer(order[i - 1], u, slot.name) if u is not None else 0)
-                for j, m in _slot_run(problem, slot, i):
-                    c += problem.compute[m][slot.name]
-                    relax(j, (slot.name, mask | bit), c, (u, mask) if u is not None else None, i)
+                for run in slot_runs_at(problem, slot, i):
+                    j = i + len(run) - 1
+                    cost = c + sum(problem.compute[m][slot.name] for m in run)
+                    relax(j, (slot.name, mask | bit), cost, (u, mask) if u is not None else None, i)
     if not best[n - 1]:
         raise PlanError("no feasible plan: some layer fits no device under the slot limits")
     state = min(best[n - 1], key=lambda s: best[n - 1][s][0])
@@ -406,11 +414,11 @@ def build_milp(problem: Problem, objective: str):
         cover: dict[str, list[int]] = {}
         runs: list[int] = []
         for i in range(len(problem.order)):
-            for _, m in _slot_run(problem, unit, i):
+            for run in slot_runs_at(problem, unit, i):
                 w = V.add()
                 runs.append(w)
-                for k in range(i, problem.position[m] + 1):
-                    cover.setdefault(problem.order[k], []).append(w)
+                for m in run:
+                    cover.setdefault(m, []).append(w)
         for n in problem.order:
             if (n, unit.name) in x:
                 R.add([(x[n, unit.name], 1.0)] + [(w, -1.0) for w in cover.get(n, [])],
@@ -634,31 +642,47 @@ def _fits_memory(problem: Problem, assign: dict[str, str], unit: str) -> bool:
 
 
 def _slot_runs(problem: Problem, unit: Unit, assign: dict[str, str], max_len: int = 64):
-    """Runs of consecutive (topological order) layers the slot can take within its resources.
-
-    Layers already in another slot are not taken: removing one could split that group.
-    """
+    """Runs the slot can take, skipping layers already in another slot (moving one
+    could split that slot's group)."""
     for i in range(len(problem.order)):
-        run: list[str] = []
-        for j, m in _slot_run(problem, unit, i):
-            if j - i >= max_len or problem.unit_by_name[assign[m]].is_slot:
-                break
-            run.append(m)
-            yield list(run)
+        for run in slot_runs_at(problem, unit, i, max_len):
+            if not any(problem.unit_by_name[assign[m]].is_slot for m in run):
+                yield run
 
 
-def _slot_run(problem: Problem, slot: Unit, start: int):
-    """(position, node) from ``start`` on, while the slot can run them within its resources."""
+def _fits(problem: Problem, slot: Unit, run) -> bool:
+    if not slot.capacity:
+        return True
+    return all(sum(problem.resources.get(m, {}).get(r, 0.0) for m in run) <= cap + 1e-9
+               for r, cap in slot.capacity.items())
+
+
+def slot_runs_at(problem: Problem, slot: Unit, start: int,
+                 max_len: int | None = None) -> list[list[str]]:
+    """Every run of consecutive layers from position ``start`` the slot may hold.
+
+    Without an overlay: each prefix while the slot can run the layers within its
+    resources. With one: exactly the RM groups that start there.
+    """
+    allowed = problem.slot_runs.get(slot.name)
+    if allowed is not None:
+        first = problem.order[start]
+        return [list(r) for r in allowed if r and r[0] == first
+                and all(slot.name in problem.compute[m] for m in r) and _fits(problem, slot, r)]
+    runs: list[list[str]] = []
     used = dict.fromkeys(RESOURCE_KEYS, 0.0)
+    run: list[str] = []
     for j in range(start, len(problem.order)):
         m = problem.order[j]
-        if slot.name not in problem.compute[m]:
-            return
+        if slot.name not in problem.compute[m] or (max_len is not None and len(run) >= max_len):
+            break
         for r in used:
             used[r] += problem.resources.get(m, {}).get(r, 0.0)
         if slot.capacity and any(used[r] > slot.capacity.get(r, math.inf) + 1e-9 for r in used):
-            return
-        yield j, m
+            break
+        run.append(m)
+        runs.append(list(run))
+    return runs
 
 
 # --------------------------------------------------------------------------- plans

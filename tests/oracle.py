@@ -40,7 +40,7 @@ def random_dag(rng: random.Random, n: int, chain: bool) -> nx.DiGraph:
 
 
 def random_problem(seed: int, n: int, chain: bool, slots: int = 1, gpu: bool = True,
-                   memory: bool = False) -> Problem:
+                   memory: bool = False, overlay: bool = False) -> Problem:
     """Input/output pinned to the CPU; random capabilities, costs, resources and links."""
     rng = random.Random(seed)
     g = random_dag(rng, n, chain)
@@ -73,7 +73,17 @@ def random_problem(seed: int, n: int, chain: bool, slots: int = 1, gpu: bool = T
         frozenset(("gpu", "fpga")): LinkCost(400.0, rng.uniform(0, 3)),
         frozenset(("fpga",)): LinkCost(5000.0, 0.01, shared=False),
     }
-    return Problem(g, units, compute, out_bytes, links, resources, mem)
+    slot_runs: dict[str, list[tuple[str, ...]]] = {}
+    if overlay:  # an overlay's RMs: a few runs of consecutive FPGA-capable layers
+        runs: list[tuple[str, ...]] = []
+        for i in range(1, n - 1):
+            length = rng.randint(1, 3)
+            run = tuple(order[i:i + length])
+            if len(run) == length and all("fpga0" in compute[m] for m in run) and \
+                    order[-1] not in run and rng.random() < 0.5:
+                runs.append(run)
+        slot_runs = {f"fpga{k}": list(runs) for k in range(slots)}
+    return Problem(g, units, compute, out_bytes, links, resources, mem, slot_runs=slot_runs)
 
 
 def brute_force(problem: Problem, objective: str) -> tuple[float, dict[str, str]]:

@@ -61,6 +61,25 @@ def test_solvers_match_brute_force(seed: int, n: int, chain: bool) -> None:
     assert solve(problem, "latency", "auto").solver == ("dp" if problem.is_chain() else "milp")
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_overlay_groups_match_brute_force(seed: int) -> None:
+    # with an overlay, a slot holds exactly one RM's layer group or nothing
+    problem = random_problem(1000 + seed, 4 + seed % 7, seed % 2 == 0, slots=1 + seed % 2,
+                             overlay=True)
+    best = optimum(problem)
+    allowed = set(problem.slot_runs.get("fpga0", []))
+    for objective in ("latency", "throughput"):
+        methods = ["milp", "dp"] if problem.is_chain() and objective == "latency" else ["milp"]
+        for method in methods:
+            sol = solve(problem, objective, method)
+            assert close(sol.evaluation.value(objective), best[objective]), (method, objective)
+            for u in {u for u in sol.assign.values() if u.startswith("fpga")}:
+                run = tuple(n for n in problem.order if sol.assign[n] == u)
+                assert run in allowed
+        greedy = solve(problem, objective, "greedy")
+        assert not violations(problem, greedy.assign)
+
+
 def test_slot_count_and_resources_are_respected() -> None:
     for seed in range(20):
         problem = random_problem(seed, 9, seed % 2 == 0, slots=2)
