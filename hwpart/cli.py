@@ -119,17 +119,30 @@ def cmd_partition(args: argparse.Namespace) -> int:
     from hwpart.partition import make_plan, solve
 
     lg = load_graph(args.model, args.input_shape)
-    board = load_board(args.board) if args.board else None
+    overlay = None
+    if args.overlay:
+        from hwpart.overlay import load_manifest
+
+        overlay = load_manifest(args.overlay)
+        if args.board and args.board != overlay.board.name:
+            raise HwpartError(f"--board {args.board} but overlay {args.overlay} was built for "
+                              f"{overlay.board.name}")
+    board = load_board(args.board or overlay.board.name) if (args.board or overlay) else None
     devices = _devices_arg(args.devices, board)
+    if overlay is not None:  # the FPGA's costs come from the overlay's RMs
+        devices_measured = [d for d in devices if d != "fpga"]
+    else:
+        devices_measured = devices
     if args.costs:
         table = CostTable.load(args.costs)
         table.check_matches(lg, args.costs)
     else:
-        table = _profile(lg, sorted({1, args.batch}), devices, board, args.quick)
+        table = _profile(lg, sorted({1, args.batch}), devices_measured, board, args.quick)
     if args.slots is not None and board is not None and args.slots > board.slots.count:
         raise HwpartError(f"--slots {args.slots}: {board.name} has {board.slots.count} "
                           "reconfigurable slots in its shell")
-    problem = build_problem(lg, table, args.batch, devices, board, slots=args.slots)
+    problem = build_problem(lg, table, args.batch, devices, board, slots=args.slots,
+                            overlay=overlay)
     sol = solve(problem, args.objective, args.solver, time_limit_s=args.time_limit)
     plan = make_plan(problem, sol, model=args.model, input_shape=lg.input_shape,
                      objective=args.objective, batch=args.batch,
@@ -144,11 +157,14 @@ def cmd_partition(args: argparse.Namespace) -> int:
             u = sol.assign[n]
             dev = problem.unit_by_name[u].device
             src = "-" if lg.dag.nodes[n]["op"] in IO_OPS else table.source.get(dev, "-")
+            if dev == "fpga" and overlay is not None:
+                src = next((f"{rm.cycles.source} ({rm.name})" for rm in overlay.rms
+                            if n in rm.layers), src)
             t.add_row(st.name, n, lg.dag.nodes[n]["op"], u, _fmt_s(problem.compute[n][u]),
                       src.split(" ")[0])
     console.print(t)
     ev = sol.evaluation
-    s = Table(title="predicted (per sample; FPGA figures are modeled)")
+    s = Table(title="predicted (per sample; FPGA figures are modeled or estimated, not measured)")
     for col in ("plan", "latency", "throughput", "bottleneck"):
         s.add_column(col)
     gap = sol.gap(args.objective)
@@ -215,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--devices", help="comma list of cpu,gpu,fpga (default: all present)")
     pa.add_argument("--slots", type=int, help="use this many of the board's slots")
     pa.add_argument("--costs", help="cost table from `hwpart profile` (else profile now)")
+    pa.add_argument("--overlay", help="overlay bundle: the FPGA runs only its RMs' layer groups")
     pa.add_argument("--solver", choices=("auto", "dp", "milp", "greedy"), default="auto")
     pa.add_argument("--time-limit", type=float, default=60.0, help="MILP time limit, s")
     pa.add_argument("--quick", action="store_true", help="quick profiling (fewer repeats)")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from hwpart.boards import Board, Host, load_host
+from hwpart.boards import Board, Host, load_board, load_host
 from hwpart.errors import ConfigError, PlanError
 from hwpart.graph import IO_OPS, LayerGraph
 from hwpart.partition import LinkCost, Plan, Problem, Unit, make_plan, single_device, solve
@@ -291,14 +291,20 @@ def profile(lg: LayerGraph, batch_sizes: list[int], devices: list[str],
 
 def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[str],
                   board: Board | None = None, host: Host | None = None,
-                  slots: int | None = None) -> Problem:
+                  slots: int | None = None, overlay: Any = None) -> Problem:
     """Turn a cost table into a partitioning :class:`Problem` at one batch size.
 
     A batch pays a link's fixed latency once, so per sample it costs
-    ``latency / batch``; compute is per sample the same way.
+    ``latency / batch``; compute is per sample the same way. With an overlay
+    (a loaded bundle manifest), the FPGA can run only its RMs' layer groups, at
+    the RMs' cycle counts, instead of the per-layer model.
     """
     table.check_matches(lg)
     host = host or load_host()
+    if overlay is not None:
+        table = _with_overlay(lg, table, overlay, batch)
+        if slots is None:
+            slots = len(overlay.slots)
     units = [Unit("cpu", "cpu", memory_bytes=host.cpu_memory_mb * 2**20)]
     if "gpu" in devices and "gpu" in table.source:
         units.append(Unit("gpu", "gpu", memory_bytes=host.gpu_memory_mb * 2**20))
@@ -326,7 +332,7 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
                 reasons[n][u.name] = table.fpga.get(n, {}).get("reason", "not profiled")
                 continue
             compute[n][u.name] = t
-        if n in table.fpga and table.fpga[n].get("supported"):
+        if n in table.fpga and "resources" in table.fpga[n]:
             resources[n] = {k: float(v) for k, v in table.fpga[n]["resources"].items()}
     links: dict[frozenset[str], LinkCost] = {}
     ports = {u.device for u in units}
@@ -343,21 +349,67 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
         beat = board.dma.data_width_bits / 8 * board.clocks.pl_mhz * 1e6
         links[frozenset(("fpga",))] = LinkCost(beat, 0.0, shared=False)
     out_bytes = {n: float(lg.dag.nodes[n]["out_bytes"]) for n in lg.nodes}
-    return Problem(lg.dag, units, compute, out_bytes, links, resources, memory, reasons)
+    slot_runs: dict[str, list[tuple[str, ...]]] = {}
+    if fpga and overlay is not None:
+        for u in units:
+            if u.is_slot:
+                slot_runs[u.name] = [tuple(rm.layers) for rm in overlay.rms
+                                     if u.slot in rm.compatible_slots]
+        resources = {}  # each RM was checked against its slot when the overlay was built
+    return Problem(lg.dag, units, compute, out_bytes, links, resources, memory, reasons,
+                   slot_runs=slot_runs)
+
+
+def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int) -> CostTable:
+    """A copy of ``table`` whose FPGA entries are the overlay's RMs.
+
+    An RM's time covers its whole group; it is spread evenly over the group's
+    layers, which only ever move together (a slot holds exactly one RM's group).
+    """
+    unknown = [n for rm in overlay.rms for n in rm.layers if n not in lg.dag]
+    if unknown:
+        raise ConfigError(
+            f"overlay {overlay.name!r} was built for model {overlay.model.name!r}: layers "
+            f"{unknown[:4]} are not in {lg.name!r}; build an overlay for this model"
+        )
+    times = {n: {d: v for d, v in by.items() if d != "fpga"} for n, by in table.times.items()}
+    fpga: dict[str, dict[str, Any]] = {
+        n: {"supported": False, "reason": overlay.off_fpga.get(n, "no RM of the overlay covers it")}
+        for n in lg.compute_nodes}
+    sources = set()
+    for rm in overlay.rms:
+        hz = rm.cycles.clock_mhz * 1e6
+        share = 1.0 / len(rm.layers)
+        for n in rm.layers:
+            times[n]["fpga"] = {str(b): share * (rm.cycles.latency + (b - 1) * rm.cycles.ii) / hz
+                                for b in sorted({1, batch, *table.batch_sizes})}
+            fpga[n] = {"supported": True, "rm": rm.name, "cycles_source": rm.cycles.source}
+        sources.add(rm.cycles.source)
+    source = dict(table.source)
+    source["fpga"] = f"overlay {overlay.name} ({', '.join(sorted(sources)) or 'no RMs'})"
+    return CostTable(model=table.model, input_shape=table.input_shape,
+                     batch_sizes=table.batch_sizes, times=times, source=source, fpga=fpga,
+                     env=table.env)
 
 
 def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
               devices: list[str] | None = None, board: Board | None = None,
               table: CostTable | None = None, slots: int | None = None,
-              solver: str = "auto", **timing: Any) -> Plan:
-    """Profile (unless a table is given), build the problem, solve it: one call for ``--auto``."""
+              solver: str = "auto", overlay: Any = None, **timing: Any) -> Plan:
+    """Profile (unless a table is given), build the problem, solve it: one call for ``--auto``.
+
+    With an overlay the FPGA costs come from its RMs, so only CPU/GPU are measured.
+    """
     if devices is None:
         devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
-        if board is not None:
+        if board is not None or overlay is not None:
             devices.append("fpga")
+    if overlay is not None and board is None:
+        board = load_board(overlay.board.name)
     if table is None:
-        table = profile(lg, sorted({1, batch}), devices, board, **timing)
-    problem = build_problem(lg, table, batch, devices, board, slots=slots)
+        measured = [d for d in devices if d != "fpga" or overlay is None]
+        table = profile(lg, sorted({1, batch}), measured, board, **timing)
+    problem = build_problem(lg, table, batch, devices, board, slots=slots, overlay=overlay)
     sol = solve(problem, objective, solver)
     return make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
                      objective=objective, batch=batch, board=board.name if board else None)
