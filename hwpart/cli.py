@@ -144,7 +144,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
     problem = build_problem(lg, table, args.batch, devices, board, slots=args.slots,
                             overlay=overlay)
     sol = solve(problem, args.objective, args.solver, time_limit_s=args.time_limit)
-    plan = make_plan(problem, sol, model=args.model, input_shape=lg.input_shape,
+    plan = make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
                      objective=args.objective, batch=args.batch,
                      board=board.name if board else None)
     plan.save(args.output)

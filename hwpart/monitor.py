@@ -385,6 +385,8 @@ def device_summary(history: Sequence[Snapshot]) -> dict[str, dict[str, float | N
         mems = [s.devices[name].get("mem_used_b") for s in history if name in s.devices]
         known = [m for m in mems if m is not None]
         row["mem_used_peak_b"] = max(known) if known else None
+        modeled = [s.devices[name].get("modeled_busy_s") for s in history if name in s.devices]
+        row["modeled_busy_s"] = next((m for m in reversed(modeled) if m is not None), None)
         out[name] = row
     return out
 
@@ -440,13 +442,15 @@ def render(snap: Snapshot) -> Any:
                    fmt_pct(s.busy), queue)
     parts.append(st)
     dt = Table(expand=False)
-    for col in ("device", "util", "power", "energy", "memory"):
+    for col in ("device", "util", "power", "energy", "memory", "modeled busy"):
         dt.add_column(col, justify="left" if col == "device" else "right")
     for name, m in snap.devices.items():
         mem = m.get("mem_used_b")
-        dt.add_row(name, fmt_pct(m.get("util")), fmt_num(m.get("power_w"), "W"),
-                   fmt_num(m.get("energy_j"), "J"),
-                   "n/a" if mem is None else fmt_num(mem, "B"))
+        modeled = m.get("modeled_busy_s")
+        util = fmt_pct(m.get("util")) + (" (modeled)" if modeled is not None else "")
+        dt.add_row(name, util, fmt_num(m.get("power_w"), "W"), fmt_num(m.get("energy_j"), "J"),
+                   "n/a" if mem is None else fmt_num(mem, "B"),
+                   "-" if modeled is None else fmt_s(modeled))
     parts.append(dt)
     return Group(*parts)
 

@@ -486,8 +486,13 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
                 report_path: str | None = None, live: bool | None = None,
                 metrics_path: str | None = None, *, interval_s: float = 0.5, seed: int = 0,
                 threads: int | None = None, capacity: int = DEFAULT_CAPACITY,
-                warmup_batches: int = 2, console: Any = None) -> dict[str, Any]:
+                warmup_batches: int = 2, console: Any = None, fpga: str | None = None,
+                overlay: str | None = None) -> dict[str, Any]:
     """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
+
+    ``fpga`` (sim / board / auto) and ``overlay`` (a bundle folder) select what
+    FPGA stages run on; with ``auto`` planning, the overlay's RMs are the only
+    layer groups the FPGA is offered.
 
     Prints a summary and returns the report dict (also written to
     ``report_path``); every figure printed is in it. Raises HwpartError
@@ -502,7 +507,16 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
     if samples < 1:
         raise HwpartError(f"--samples must be >= 1, got {samples}")
     lg = load_graph(model_spec, input_shape)
-    plan, plan_source = _get_plan(lg, plan_path, auto, batch)
+    manifest = None
+    if fpga is not None or overlay is not None:
+        from hwpart.devices.fpga import configure
+
+        configure(fpga, overlay)
+    if overlay is not None and auto:
+        from hwpart.overlay import load_manifest
+
+        manifest = load_manifest(overlay)
+    plan, plan_source = _get_plan(lg, plan_path, auto, batch, manifest)
     batch = batch or plan.batch or 1
     if batch < 1:
         raise HwpartError(f"--batch must be >= 1, got {batch}")
@@ -548,7 +562,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
 
 
 def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
-              batch: int | None) -> tuple[Plan, str]:
+              batch: int | None, overlay: Any = None) -> tuple[Plan, str]:
     if plan_path and auto:
         raise HwpartError("give either --plan or --auto, not both")
     if plan_path:
@@ -563,7 +577,7 @@ def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
         except ImportError as exc:
             raise PlanError(f"--auto needs hwpart.costs.auto_plan, which is not available "
                             f"({exc}); pass --plan instead") from exc
-        return auto_plan(lg, batch=batch or 1, objective="throughput"), "auto"
+        return auto_plan(lg, batch=batch or 1, objective="throughput", overlay=overlay), "auto"
     raise HwpartError("no plan: give --plan PLAN.json (from `hwpart partition`) or --auto")
 
 
@@ -644,13 +658,21 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
                   f"{s['queue_high_water']}/{s['queue_capacity']}")
     console.print(t)
     d = Table(title="devices (over the run)")
-    for col in ("device", "util (mean)", "power (mean)", "energy", "memory (peak)"):
+    for col in ("device", "util (mean)", "power (mean)", "energy", "memory (peak)",
+                "modeled busy / sample"):
         d.add_column(col, justify="left" if col == "device" else "right")
     for name, m in report["devices"].items():
         mem = m.get("mem_used_peak_b")
-        d.add_row(name, fmt_pct(m.get("util_mean")), fmt_num(m.get("power_w_mean"), "W"),
-                  fmt_num(m.get("energy_j"), "J"), "n/a" if mem is None else fmt_num(mem, "B"))
+        modeled = m.get("modeled_busy_s")
+        util = fmt_pct(m.get("util_mean")) + (" (modeled)" if modeled is not None else "")
+        d.add_row(name, util, fmt_num(m.get("power_w_mean"), "W"),
+                  fmt_num(m.get("energy_j"), "J"), "n/a" if mem is None else fmt_num(mem, "B"),
+                  "-" if modeled is None else fmt_s(modeled / max(1, report["samples"])))
     console.print(d)
+    if any(m.get("modeled_busy_s") is not None for m in report["devices"].values()):
+        console.print("[dim]simulated devices: 'modeled' figures come from the board's timing "
+                      "model (RM cycles, DMA bandwidth, PR swap), not from hardware; their "
+                      "measured stage times are the simulator's host time[/]")
     p = Table(title="predicted (plan) vs measured")
     for col in ("figure", "predicted", "measured", "measured/predicted"):
         p.add_column(col, justify="left" if col == "figure" else "right")
@@ -705,6 +727,12 @@ def register_cli(sub: Any) -> None:
                     help="items each inter-stage channel holds")
     pr.add_argument("--warmup", type=int, default=2, help="unmeasured warm-up batches")
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--fpga", choices=("sim", "board", "auto"),
+                    help="FPGA target (default: $HWPART_FPGA, else auto = a board if PYNQ "
+                         "finds one, else the simulated board)")
+    pr.add_argument("--overlay", help="overlay bundle for FPGA stages (default: "
+                                      "$HWPART_OVERLAY); with --auto, the FPGA is offered "
+                                      "only its RMs' layer groups")
     pr.set_defaults(func=_cmd_run)
     pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
     pd.set_defaults(func=_cmd_devices)
@@ -720,7 +748,8 @@ def _cmd_run(args: Any) -> int:
     run_command(args.model, args.input_shape, args.plan, args.auto, args.samples, args.batch,
                 args.report, False if args.no_live else None, args.metrics,
                 interval_s=args.interval, seed=args.seed, threads=args.threads,
-                capacity=args.capacity, warmup_batches=args.warmup, console=_console())
+                capacity=args.capacity, warmup_batches=args.warmup, console=_console(),
+                fpga=args.fpga, overlay=args.overlay)
     return 0
 
 

@@ -30,7 +30,9 @@ from hwpart.graph import LayerGraph
 from hwpart.stages import Stage
 
 #: Metric names devices report (all optional); the monitor shows these columns.
-METRIC_KEYS = ("util", "power_w", "energy_j", "mem_used_b", "mem_total_b")
+#: ``modeled_busy_s``: for simulated hardware, the cumulative busy time of the
+#: *model* (not of the host running the simulator); None on real devices.
+METRIC_KEYS = ("util", "power_w", "energy_j", "mem_used_b", "mem_total_b", "modeled_busy_s")
 
 Metrics = dict[str, float | None]
 

@@ -295,7 +295,7 @@ class FpgaDevice:
     def metrics(self) -> Metrics:
         """Utilisation of the simulated board is the *modeled* busy time per wall second."""
         m: Metrics = {"util": None, "power_w": None, "energy_j": None,
-                      "mem_used_b": None, "mem_total_b": None}
+                      "mem_used_b": None, "mem_total_b": None, "modeled_busy_s": None}
         if self.sim is not None:
             s = self.sim.modeled()
             busy = s["modeled_dma_s"] + s["modeled_rm_s"] + s["modeled_pr_s"]
@@ -303,6 +303,7 @@ class FpgaDevice:
             dt, self._t_metrics = now - self._t_metrics, now
             m["util"] = min(1.0, (busy - self._modeled_last) / dt) if dt > 0 else None
             self._modeled_last = busy
+            m["modeled_busy_s"] = busy
             m["mem_used_b"] = float(self.sim.ddr.used_bytes)
             m["mem_total_b"] = float(self.sim.ddr.size)
         return m
