@@ -7,7 +7,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.hwpart-installed
 EXTRAS  ?= gpu,sim,test
-SAMPLES ?= 2000
+SAMPLES ?= 8192
 
 .PHONY: setup run test lint clean
 
@@ -31,8 +31,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: build (or reuse from the content cache) the jet-tagging MLP's
+# overlay for the PYNQ-Z2, then plan and run it on the CPU, the GPU when there is
+# one, and the simulated board (a real board when PYNQ finds one).
+BUNDLE ?= bitstreams/jet_tagger-pynq-z2
 run: $(STAMP)
-	$(BIN)/hwpart run host/models.py:jet_tagger --input-shape 16 --auto --samples $(SAMPLES) --batch 64 --report run-report.json
+	$(BIN)/hwpart overlay build host/models.py:jet_tagger --input-shape 16 --board pynq-z2 -o $(BUNDLE)
+	$(BIN)/hwpart run host/models.py:jet_tagger --input-shape 16 --auto --overlay $(BUNDLE) \
+	  --samples $(SAMPLES) --batch 256 --report run-report.json --metrics metrics.jsonl
 
 test: $(STAMP)
 	$(BIN)/ruff check hwpart host bench tests
