@@ -250,3 +250,18 @@ def test_yosys_estimate_of_the_dense_core(bundles):
     assert info.yosys is not None and "synth_xilinx -family xc7" in info.yosys.source
     assert info.yosys.source.startswith("estimated")
     assert 0.5 < info.yosys.lut / info.lut_estimate < 2  # two estimates of the same netlist
+
+
+def test_crashing_c_simulation_rejects_only_that_rm(cache):
+    """hls4ml's C++ asserts abort their process; the build isolates and names the RM."""
+    from torch import nn
+
+    from hwpart.overlay.build import _run_jobs
+
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 2, 6, 6)).astype(np.float32)
+    bad = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1)).eval()  # asserts in io_stream
+    job = {"name": "rm9", "module": bad, "in_shape": (2, 6, 6), "out_shape": (2, 6, 6),
+           "x_in": x, "ref": bad(torch.as_tensor(x)).numpy(), "tolerance": 0.1,
+           "classifier": False, "precisions": [hls.DEFAULT_PRECISIONS[0]], "cache": str(cache)}
+    out = _run_jobs([job], 1, None)
+    assert out["rm9"]["trials"] == [] and "crashed" in out["rm9"]["error"]

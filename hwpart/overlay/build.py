@@ -19,7 +19,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,29 +142,52 @@ def _res(d: dict[str, int], source: str) -> ResourceFigures:
 
 
 def _run_jobs(jobs: list[dict[str, Any]], workers: int,
-              progress: Progress | None) -> dict[str, list[hls.Trial]]:
-    out: dict[str, list[hls.Trial]] = {}
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
+              progress: Progress | None) -> dict[str, dict[str, Any]]:
+    """Precision searches: cached ones in this process, new ones in a spawn pool.
+
+    New libraries run in child processes because hls4ml's C++ asserts abort
+    the whole process (e.g. an unsupported layer option); a crash then rejects
+    that RM only. Spawn, not fork: the parent has torch's thread pools running.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    cold = []
+    for job in jobs:
+        if hls.job_is_warm(job):
+            out[job["name"]] = hls.run_job(job)
             if progress:
-                progress(job["name"], "hls4ml C simulation", 0.1)
-            out[job["name"]] = hls.run_job(job)["trials"]
-            if progress:
-                progress(job["name"], "C simulation checked", 0.7)
+                progress(job["name"], "C simulation checked (cached)", 0.7)
+        else:
+            cold.append(job)
+    if not cold:
         return out
-    # spawn, not fork: the parent has torch's thread pools running
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-        futs = {ex.submit(hls.run_job, job): job["name"] for job in jobs}
-        for name in futs.values():
-            if progress:
-                progress(name, "hls4ml C simulation", 0.1)
-        for fut in futs:
-            res = fut.result()
-            out[res["name"]] = res["trials"]
-            if progress:
-                progress(res["name"], "C simulation checked", 0.7)
+    for job in cold:
+        if progress:
+            progress(job["name"], "hls4ml C simulation", 0.1)
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(cold))),
+                                 mp_context=ctx) as ex:
+            futs = [ex.submit(hls.run_job, job) for job in cold]
+            for fut in as_completed(futs):
+                res = fut.result()
+                out[res["name"]] = res
+                if progress:
+                    progress(res["name"], "C simulation checked", 0.7)
+    except BrokenProcessPool:
+        for job in cold:  # find the one that crashed: one process each
+            if job["name"] not in out:
+                out[job["name"]] = _isolated(job, ctx)
     return out
+
+
+def _isolated(job: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+            return ex.submit(hls.run_job, job).result()
+    except BrokenProcessPool:
+        return {"name": job["name"], "trials": [],
+                "error": "the hls4ml C simulation crashed (a C++ assertion or signal; "
+                         "the layer options are probably unsupported in io_stream)"}
 
 
 def _project(m, g: Group, precision: str, reuse: dict[str, int], board: Board,
@@ -261,7 +285,7 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
 
 
 def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions, cand,
-                  reports: dict[str, RMReport], trials: dict[str, list[hls.Trial]],
+                  reports: dict[str, RMReport], trials: dict[str, dict[str, Any]],
                   modules: dict[str, Any], ios: dict[str, Any], cache: Path, slots: int,
                   inputs_text: str, progress: Progress | None) -> tuple[Manifest, list[RMReport]]:
     amap = tcl.address_map(board, slots)
@@ -271,7 +295,12 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
         rep = reports[g.name]
         if rep.status != "ok":
             continue
-        tr = trials[g.name]
+        job = trials[g.name]
+        if job["error"]:
+            rep.status = "rejected"
+            rep.reason = f"RM {g.name} ({g.span}): hls4ml could not build it: {job['error']}"
+            continue
+        tr = job["trials"]
         rep.trials = tr
         best = tr[-1] if tr[-1].passed else min(tr, key=lambda t: t.accuracy.max_abs_err)
         rep.precision, rep.accuracy = best.precision, best.accuracy
@@ -345,12 +374,18 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
     rtl_info = None
     reason = rtl.dense_reason(m)
     if opts.rtl and reason is None:
-        rtl_info = _rtl(bundle, d, m, g, best.precision, x_in, cache, opts.rtl_samples,
-                        _yosys_family(board) if opts.yosys else None)
-        rep.rtl = "bit-exact" if rtl_info.bit_exact else (
-            "not checked" if rtl_info.bit_exact is None else "MISMATCH")
-        lut = rtl_info.yosys.lut if rtl_info.yosys else rtl_info.lut_estimate
-        rep.rtl += f", {lut} LUT ({'yosys' if rtl_info.yosys else 'da4ml'}, est.)"
+        try:
+            rtl_info = _rtl(bundle, d, m, g, best.precision, x_in, cache, opts.rtl_samples,
+                            _yosys_family(board) if opts.yosys else None)
+        except (subprocess.CalledProcessError, OSError, ValueError, AssertionError) as exc:
+            # the RM itself (hls4ml) is fine; only its optional Verilog twin failed
+            shutil.rmtree(d / "rtl", ignore_errors=True)
+            rep.rtl = f"failed: {type(exc).__name__}"
+        else:
+            rep.rtl = "bit-exact" if rtl_info.bit_exact else (
+                "not checked" if rtl_info.bit_exact is None else "MISMATCH")
+            lut = rtl_info.yosys.lut if rtl_info.yosys else rtl_info.lut_estimate
+            rep.rtl += f", {lut} LUT ({'yosys' if rtl_info.yosys else 'da4ml'}, est.)"
     else:
         rep.rtl = "-" if not opts.rtl else "no (not dense)"
     acc = best.accuracy

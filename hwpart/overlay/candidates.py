@@ -64,6 +64,12 @@ def unsupported_reason(lg: LayerGraph, node: str) -> str | None:
     if op == "softmax" and len(d["in_shapes"][0]) != 2:
         return ("softmax over a multi-dimensional tensor: hls4ml io_stream implements "
                 "softmax over the last axis of a vector only")
+    if op in ("maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d"):
+        mod = lg.module.get_submodule(str(d["target"]))
+        pad = getattr(mod, "padding", 0)
+        if any(p != 0 for p in (pad if isinstance(pad, (tuple, list)) else (pad,))):
+            return (f"'{node}' pools with padding {pad}; hls4ml's io_stream pooling has no "
+                    "padding (its C simulation asserts)")
     preds = list(lg.dag.predecessors(node))
     if len(preds) != 1:
         return f"'{node}' has {len(preds)} inputs; an RM has one input stream"

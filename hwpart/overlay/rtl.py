@@ -67,6 +67,8 @@ def dense_reason(m: nn.Sequential) -> str | None:
         kind = type(mod).__name__
         if kind not in ("Linear", "ReLU", "Flatten", "Identity", "Dropout"):
             return f"layer '{name}' ({kind}) is not dense/ReLU; da4ml RTL covers dense groups"
+    if not any(isinstance(mod, nn.Linear) for mod in m.children()):
+        return "no dense layer (an element-wise group stays in hls4ml)"
     return None
 
 
@@ -257,12 +259,14 @@ def check_bit_exact(res: RTLResult, x: np.ndarray) -> RTLResult:
     return res
 
 
-def yosys_estimate(res: RTLResult, family: str) -> dict[str, int] | None:
+def yosys_estimate(res: RTLResult, family: str, timeout_s: float = 180.0
+                   ) -> dict[str, int] | None:
     """LUT/FF/DSP/BRAM of the core after Yosys ``synth_xilinx`` (no place and route).
 
     *Estimated*: Yosys maps to Xilinx primitives but does not optimise like
     Vivado. ``family`` is Yosys's name: ``xc7`` (Zynq-7000) or ``xcup``
-    (UltraScale+). Cached next to the Verilog; None when yosys is not installed.
+    (UltraScale+). Cached next to the Verilog; None when yosys is not installed
+    or takes longer than ``timeout_s`` (big fully parallel cores take minutes).
     """
     exe = shutil.which("yosys")
     if exe is None:
@@ -275,7 +279,11 @@ def yosys_estimate(res: RTLResult, family: str) -> dict[str, int] | None:
         stat = Path(tmp) / "stat.txt"
         script = (f"read_verilog {srcs}; synth_xilinx -top {res.top}_wrapper -family {family} "
                   f"-flatten -noiopad; tee -q -o {stat} stat")
-        subprocess.run([exe, "-q", "-p", script], check=True, capture_output=True, text=True)
+        try:
+            subprocess.run([exe, "-q", "-p", script], check=True, capture_output=True,
+                           text=True, timeout=timeout_s)
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
+            return None
         cells: dict[str, int] = {}
         for line in stat.read_text().splitlines():
             parts = line.split()
