@@ -1,0 +1,359 @@
+"""A bundle's generated RMs as RTL in the static shell, and hwpart's host code driving that RTL.
+
+Two halves, both for RTL simulation (cocotb + Icarus), never for a board:
+
+* :func:`write_rm_bank` writes the ``rm_bank`` of a bundle's dense RMs: each
+  RM's da4ml core (module names prefixed with the RM's name, so several cores
+  can share one build) behind ``sim/rtl/rm_da4ml_axis.v``, the AXI4-Stream
+  adapter in the bundle's word format. It replaces ``sim/rtl/rm_bank.v`` in
+  ``rm_slot``/``shell_top`` builds (sim/README.md, "Plugging in generated RMs").
+* :class:`RtlBoard` is the simulated PYNQ board (:class:`hwpart.sim.board.SimBoard`)
+  with its fabric replaced by the running RTL: MMIO to the shell's switch and
+  slot windows become AXI-Lite transactions (cocotbext-axi ``AxiLiteMaster``),
+  and DMA packets become AXI-Stream traffic (``AxiStreamSource`` in place of the
+  DMA's MM2S master, ``AxiStreamSink`` in place of S2MM). The AXI DMA itself is
+  Xilinx IP that the shell RTL does not contain, so its registers and its DDR
+  side stay the simulated board's register model; only the stream ends are RTL.
+  The host code (:class:`hwpart.devices.fpga.FpgaDevice`) runs unchanged in a
+  cocotb ``bridge`` thread; every register access it makes is a ``resume``
+  into the simulator, which also lets simulated time pass while it polls.
+
+:func:`run_cocotb` runs a cocotb test module from ``sim/tb`` with cocotb's
+Python runner (library code, so calibration can use it outside pytest).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM_RTL = ROOT / "sim" / "rtl"
+SIM_TB = ROOT / "sim" / "tb"
+ADAPTER = SIM_RTL / "rm_da4ml_axis.v"
+BANK_JSON = "rm_bank.json"
+
+#: The slot wrapper without the example bank (and its example RMs).
+SLOT_SOURCES = [SIM_RTL / "rm_slot.v"]
+#: The static shell around the slots (switch, decouplers, control, AXI-Lite).
+SHELL_SOURCES = [SIM_RTL / n for n in ("axil_reg_if.v", "axis_switch.v", "axil_demux.v",
+                                       "slot_ctrl.v", "dfx_decoupler.v", "shell_top.v")]
+
+
+class RtlError(RuntimeError):
+    """A bundle whose RMs cannot be simulated as RTL, or a simulation that did not run."""
+
+
+# --------------------------------------------------------------------------- generated bank
+
+
+@dataclass
+class BankRM:
+    """One RM of a generated bank: where it sits and how its words look."""
+
+    name: str
+    index: int  # RM_SELECT value in every slot
+    precision: str
+    n_in: int
+    n_out: int
+    lane_bits: int
+    lane_frac: int
+    lanes: int
+    in_words: int
+    out_words: int
+    core_lat: int  # clock edges through the da4ml core (its stages + output register)
+    comb: str  # the core's da4ml CombLogic (comb.json), for the emulation
+    params: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class GeneratedBank:
+    directory: Path
+    data_width: int
+    rms: list[BankRM]
+    sources: list[Path]  # core files, static da4ml modules, adapter, the bank itself
+
+    def rm(self, name: str) -> BankRM:
+        for r in self.rms:
+            if r.name == name:
+                return r
+        raise KeyError(f"RM {name!r} has no RTL in this bank ({[r.name for r in self.rms]})")
+
+    def slot_sources(self) -> list[Path]:
+        return self.sources + SLOT_SOURCES
+
+    def shell_sources(self) -> list[Path]:
+        return self.sources + SLOT_SOURCES + SHELL_SOURCES
+
+    def to_json(self) -> dict[str, Any]:
+        return {"directory": str(self.directory), "data_width": self.data_width,
+                "rms": [asdict(r) for r in self.rms],
+                "sources": [str(p) for p in self.sources]}
+
+    @classmethod
+    def load(cls, path: Path | str) -> GeneratedBank:
+        path = Path(path)
+        d = json.loads((path / BANK_JSON if path.is_dir() else path).read_text())
+        return cls(Path(d["directory"]), int(d["data_width"]), [BankRM(**r) for r in d["rms"]],
+                   [Path(p) for p in d["sources"]])
+
+
+def _io_format(comb: Any) -> tuple[int, int, int, int, int]:
+    """(in bits, in frac, out bits, out signed, out frac) of da4ml's uniform-width ports."""
+    from da4ml.codegen.rtl.rtl_model import get_io_kifs
+
+    kin, kout = get_io_kifs(comb)
+    bw_in = int(kin[0].max() + kin[1].max() + kin[2].max())
+    ko, io_, fo = int(kout[0].max()), int(kout[1].max()), int(kout[2].max())
+    return bw_in, int(kin[2].max()), ko + io_ + fo, ko, fo
+
+
+def _ident(name: str) -> str:
+    s = re.sub(r"\W", "_", name)
+    return s if s[:1].isalpha() else f"rm_{s}"
+
+
+def write_rm_bank(bundle: Path | str, out: Path | str, manifest: Any = None) -> GeneratedBank:
+    """The ``rm_bank`` of every RM in ``bundle`` that has da4ml RTL, written under ``out``.
+
+    RM ``r`` of the bank is the r-th such RM in manifest order; every slot
+    holds all of them (``rm_slot`` selects one), as ``compatible_slots`` allows
+    on this shell. Core modules are renamed ``<rm>_core...`` because da4ml
+    names every core ``rm_core``; its static helper modules are identical
+    across cores and are included once.
+    """
+    from da4ml.cmvm.types import CombLogic
+
+    from hwpart.overlay.manifest import load_manifest
+    from hwpart.overlay.rtl import FixedType
+
+    bundle, out = Path(bundle), Path(out)
+    m = manifest or load_manifest(bundle)
+    width = int(m.shell.stream_width_bits)
+    out.mkdir(parents=True, exist_ok=True)
+    rms: list[BankRM] = []
+    sources: list[Path] = []
+    static: dict[str, str] = {}
+    for r in m.rms:
+        if r.rtl is None:
+            continue
+        ident = _ident(r.name)
+        base = r.rtl.top.removesuffix("_wrapper")
+        comb_path = next((bundle / f.path for f in r.rtl.files if f.path.endswith("comb.json")),
+                         None)
+        if comb_path is None:
+            raise RtlError(f"RM {r.name}: the bundle has no comb.json for its RTL")
+        comb = CombLogic.load(comb_path)
+        bw_in, f_in, bw_out, k_out, f_out = _io_format(comb)
+        for f in r.rtl.files:
+            src = bundle / f.path
+            if src.suffix != ".v":
+                continue
+            if src.parent.name == "static":
+                text = src.read_text()
+                if static.setdefault(src.name, text) != text:
+                    raise RtlError(f"da4ml static module {src.name} differs between RMs")
+                continue
+            dst = out / f"{ident}__{src.name}"
+            dst.write_text(re.sub(rf"\b{re.escape(base)}", f"{ident}_core", src.read_text()))
+            sources.append(dst)
+        t = FixedType.parse(r.precision)
+        core_lat = int(r.rtl.stages) + 1
+        depth = 1 << max(2, (core_lat + 3).bit_length())
+        params = {"DATA_WIDTH": width, "LANE_BITS": r.stream.lane_bits,
+                  "LANE_FRAC": t.width - t.integer, "LANES": r.stream.lanes,
+                  "N_IN": comb.shape[0], "N_OUT": comb.shape[1],
+                  "IN_WORDS": r.stream.in_words, "OUT_WORDS": r.stream.out_words,
+                  "IN_BITS": bw_in, "IN_FRAC": f_in, "OUT_BITS": bw_out,
+                  "OUT_SIGNED": k_out, "OUT_FRAC": f_out, "CORE_LAT": core_lat,
+                  "DEPTH": depth}
+        rms.append(BankRM(r.name, len(rms), r.precision, comb.shape[0], comb.shape[1],
+                          r.stream.lane_bits, t.width - t.integer, r.stream.lanes,
+                          r.stream.in_words, r.stream.out_words, core_lat,
+                          str(comb_path.resolve()), params))
+    if not rms:
+        raise RtlError(f"{bundle}: no RM has da4ml RTL (only dense groups get RTL)")
+    for name, text in sorted(static.items()):
+        p = out / f"da4ml_{name}"
+        p.write_text(text)
+        sources.append(p)
+    bank = out / "rm_bank_generated.v"
+    bank.write_text(_bank_verilog(m.name, rms))
+    sources += [ADAPTER, bank]
+    gb = GeneratedBank(out.resolve(), width, rms, [p.resolve() for p in sources])
+    (out / BANK_JSON).write_text(json.dumps(gb.to_json(), indent=1))
+    return gb
+
+
+def _bank_verilog(bundle_name: str, rms: list[BankRM]) -> str:
+    n = len(rms)
+    lines = [
+        f"// Generated by hwpart.rtlbridge.write_rm_bank from bundle {bundle_name}: do not edit.",
+        "// Every slot holds every RM (rm_slot selects one); RM r = " +
+        ", ".join(f"{r.index}:{r.name}" for r in rms) + ".",
+        "`default_nettype none",
+        "module rm_bank #(",
+        "    parameter DATA_WIDTH = 64,",
+        f"    parameter NUM_RMS    = {n},",
+        "    parameter SLOT_INDEX = 0",
+        ") (",
+        "    input  wire                          clk,",
+        "    input  wire [NUM_RMS-1:0]            rm_rst,",
+        "    input  wire [NUM_RMS*DATA_WIDTH-1:0] s_axis_tdata,",
+        "    input  wire [NUM_RMS-1:0]            s_axis_tvalid,",
+        "    output wire [NUM_RMS-1:0]            s_axis_tready,",
+        "    input  wire [NUM_RMS-1:0]            s_axis_tlast,",
+        "    output wire [NUM_RMS*DATA_WIDTH-1:0] m_axis_tdata,",
+        "    output wire [NUM_RMS-1:0]            m_axis_tvalid,",
+        "    input  wire [NUM_RMS-1:0]            m_axis_tready,",
+        "    output wire [NUM_RMS-1:0]            m_axis_tlast",
+        ");",
+        "    generate",
+        f"        if (NUM_RMS != {n} || DATA_WIDTH != {rms[0].params['DATA_WIDTH']}) "
+        "begin : g_bad",
+        "            initial begin",
+        f"                $display(\"rm_bank: built for NUM_RMS={n} DATA_WIDTH="
+        f"{rms[0].params['DATA_WIDTH']}\");",
+        "                $finish;",
+        "            end",
+        "        end",
+        "    endgenerate",
+    ]
+    for r in rms:
+        i, ident = r.index, _ident(r.name)
+        p = ", ".join(f".{k}({v})" for k, v in r.params.items())
+        lines += [
+            "",
+            f"    // RM {i}: {r.name} ({r.precision}, {r.n_in} -> {r.n_out})",
+            f"    wire [{r.n_in * r.params['IN_BITS'] - 1}:0] core{i}_inp;",
+            f"    wire [{r.n_out * r.params['OUT_BITS'] - 1}:0] core{i}_out;",
+            f"    {ident}_core_wrapper u_core{i} (.clk(clk), .model_inp(core{i}_inp), "
+            f".model_out(core{i}_out));",
+            f"    rm_da4ml_axis #({p}) u_rm{i} (",
+            f"        .clk(clk), .rst(rm_rst[{i}]),",
+            f"        .s_axis_tdata(s_axis_tdata[{i}*DATA_WIDTH +: DATA_WIDTH]),",
+            f"        .s_axis_tvalid(s_axis_tvalid[{i}]), .s_axis_tready(s_axis_tready[{i}]),",
+            f"        .s_axis_tlast(s_axis_tlast[{i}]),",
+            f"        .m_axis_tdata(m_axis_tdata[{i}*DATA_WIDTH +: DATA_WIDTH]),",
+            f"        .m_axis_tvalid(m_axis_tvalid[{i}]), .m_axis_tready(m_axis_tready[{i}]),",
+            f"        .m_axis_tlast(m_axis_tlast[{i}]),",
+            f"        .core_inp(core{i}_inp), .core_out(core{i}_out)",
+            "    );",
+        ]
+    lines += ["endmodule", "`default_nettype wire", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- cocotb runner
+
+
+@dataclass
+class SimRun:
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    log: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.passed) and not self.failed
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.log is None or not self.log.is_file():
+            return "(no simulation log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def run_cocotb(toplevel: str, sources: list[Path], module: str, work: Path,
+               parameters: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+               testcase: str | list[str] | None = None, sim: str = "icarus") -> SimRun:
+    """Build ``sources`` and run cocotb module ``module`` (from sim/tb) on ``toplevel``.
+
+    Never raises for failing cocotb tests (the result says); raises RtlError
+    when the simulator is missing.
+    """
+    from cocotb_tools.runner import get_runner
+
+    if sim == "icarus" and shutil.which("iverilog") is None:
+        raise RtlError("iverilog is not installed (apt-get install iverilog)")
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    tag = f"{sim}_{toplevel}_{module}"
+    build_dir = work / f"build_{tag}"
+    results = work / f"results_{tag}.xml"
+    results.unlink(missing_ok=True)
+    runner = get_runner(sim)
+    t0 = time.monotonic()
+    runner.build(sources=[str(p) for p in sources], hdl_toplevel=toplevel, build_dir=build_dir,
+                 parameters=parameters or {}, always=True, timescale=("1ns", "1ps"),
+                 log_file=work / f"build_{tag}.log")
+    log = work / f"sim_{tag}.log"
+    saved = list(sys.path)
+    sys.path[:0] = [str(SIM_TB), str(ROOT)]  # the runner hands sys.path to the simulator
+    try:
+        runner.test(hdl_toplevel=toplevel, test_module=module, test_dir=build_dir,
+                    build_dir=build_dir, results_xml=str(results), testcase=testcase,
+                    timescale=("1ns", "1ps"), log_file=log,
+                    extra_env={"PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
+    except SystemExit:  # the runner exits when a cocotb test fails
+        pass
+    finally:
+        sys.path[:] = saved
+    res = SimRun(seconds=time.monotonic() - t0, log=log)
+    if results.is_file():
+        for case in ET.parse(results).getroot().iter("testcase"):
+            bad = case.find("failure") is not None or case.find("error") is not None
+            (res.failed if bad else res.passed).append(case.get("name", "?"))
+    return res
+
+
+# --------------------------------------------------------------------------- test vectors
+
+
+def emulate(rm: BankRM, raw: Any) -> Any:
+    """da4ml's bit-exact emulation of the core, on raw lane values -> raw lane values."""
+    import numpy as np
+    from da4ml.cmvm.types import CombLogic
+
+    comb = CombLogic.load(rm.comb)
+    y = comb.predict(np.asarray(raw, dtype=np.float64) * 2.0 ** -rm.lane_frac)
+    out = y * 2.0 ** rm.lane_frac
+    if not np.array_equal(out, np.round(out)):
+        raise RtlError(f"RM {rm.name}: emulated outputs are not on the lane's grid")
+    return out.astype(np.int64)
+
+
+def random_lanes(rm: BankRM, n: int, seed: int = 0) -> Any:
+    """``n`` input samples as raw lane values: half drawn over the whole lane range
+    (saturation and sign corners), half from [-1, 1) (the builder's input range)."""
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    lo, hi = -(1 << (rm.lane_bits - 1)), 1 << (rm.lane_bits - 1)
+    full = g.integers(lo, hi, (n - n // 2, rm.n_in))
+    unit = g.integers(-(1 << rm.lane_frac), 1 << rm.lane_frac, (n // 2, rm.n_in))
+    return np.concatenate([full, unit])
+
+
+def write_vectors(bank: GeneratedBank, path: Path, n: int = 48, seed: int = 0,
+                  extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON the generated-RM testbench reads: inputs and da4ml-emulated outputs per RM."""
+    rms = []
+    for r in bank.rms:
+        x = random_lanes(r, n, seed + r.index)
+        d = {"name": r.name, "index": r.index, "n_in": r.n_in, "n_out": r.n_out,
+             "lane_bits": r.lane_bits, "lane_frac": r.lane_frac, "lanes": r.lanes,
+             "in_words": r.in_words, "out_words": r.out_words,
+             "inputs": x.tolist(), "expect_emulation": emulate(r, x).tolist()}
+        d.update((extra or {}).get(r.name, {}))
+        rms.append(d)
+    vec = {"data_width": bank.data_width, "rms": rms}
+    Path(path).write_text(json.dumps(vec))
+    return vec
