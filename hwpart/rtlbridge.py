@@ -357,3 +357,227 @@ def write_vectors(bank: GeneratedBank, path: Path, n: int = 48, seed: int = 0,
     vec = {"data_width": bank.data_width, "rms": rms}
     Path(path).write_text(json.dumps(vec))
     return vec
+
+
+# --------------------------------------------------------------------------- host code on RTL
+
+#: Clock edges a DMA register access lets pass (the PS's AXI-Lite access to the DMA
+#: takes about this long; it is also what lets the RTL run while the host polls).
+DMA_ACCESS_CYCLES = 8
+
+
+def _board_base():
+    """SimBoard, imported late: pynq is only needed for the host-code bridge."""
+    from hwpart.sim.board import SimBoard
+
+    return SimBoard
+
+
+def make_rtl_board(dut: Any, bank: GeneratedBank, board: str = "pynq-z2") -> Any:
+    """An :class:`RtlBoard` for the running ``shell_top`` ``dut``, made PYNQ's active device.
+
+    Call from a cocotb test (the simulator's thread); then run the host code in
+    a ``cocotb.task.bridge`` thread.
+    """
+    import pynq
+
+    from hwpart.sim import board as simboard
+
+    cls = type("RtlBoard", (_RtlBoardMixin, _board_base()), {"__doc__": _RtlBoardMixin.__doc__})
+    rtl = cls(dut, bank, board)
+    simboard._INSTALLED[:] = [rtl]  # as hwpart.sim.board.install does for the simulated board
+    for c in (pynq.Device, type(rtl), _board_base()):
+        for attr in ("_devices", "_active_device"):
+            if attr in c.__dict__:
+                delattr(c, attr)
+    pynq.Device.active_device = rtl
+    simboard._standins(rtl)
+    return rtl
+
+
+class _RtlBoardMixin:
+    """The simulated board with the shell's fabric in RTL (see the module docstring).
+
+    Forwarded to the simulator: every MMIO access in the shell's window (switch,
+    slot control; 64 KiB from the shell's base) as one AXI-Lite transaction;
+    every DMA packet as an AXI-Stream frame into ``shell_top``'s MM2S port, and
+    every frame out of its S2MM port into the DMA model's armed buffer;
+    ``pr_download`` of a slot's partial as RM_SELECT of that RM in the
+    generated bank (the RTL stand-in for reconfiguration, sim/README.md).
+    Bridged, not RTL: the AXI DMA's registers and DDR side (Xilinx IP; the
+    simulated board's PG021 model, unpaced), S2MM back-pressure (the sink
+    always accepts; the host arms S2MM before MM2S, so nothing is lost), and
+    the RM identity words at slot offset 0x800 (the RTL slot has none; they
+    are derived from the RTL's RM_ACTIVE register and the bank's names).
+    """
+
+    def __init__(self, dut: Any, bank: GeneratedBank, board: str = "pynq-z2") -> None:
+        import cocotb
+        from cocotbext.axi import (
+            AxiLiteBus,
+            AxiLiteMaster,
+            AxiStreamBus,
+            AxiStreamSink,
+            AxiStreamSource,
+        )
+
+        super().__init__(board, pace=False)  # type: ignore[call-arg]
+        self.name = f"hwpart-rtl-{self.board.name}"  # type: ignore[attr-defined]
+        self.dut, self.bank = dut, bank
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+        self.mm2s_src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
+        self.s2mm_sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
+        for d in (self.axil.write_if, self.axil.read_if, self.mm2s_src, self.s2mm_sink):
+            d.log.setLevel("WARNING")
+        self.to_send: list[Any] = []  # packets from the DMA model, not yet handed to the source
+        self.in_flight: list[Any] = []  # sent packets whose last beat may not have left yet
+        self.received: list[bytes] = []  # frames from the S2MM port
+        self.counts = {"axil_reads": 0, "axil_writes": 0, "dma_accesses": 0,
+                       "frames_in": 0, "frames_out": 0, "rm_selects": 0}
+        self._collector = cocotb.start_soon(self._collect())
+
+    # -- simulator side (coroutines; they never take the board's lock)
+
+    async def _collect(self) -> None:
+        while True:
+            frame = await self.s2mm_sink.recv()
+            self.received.append(bytes(frame.tdata))
+
+    async def _tick(self) -> None:
+        from cocotb.triggers import ClockCycles
+        from cocotbext.axi import AxiStreamFrame
+
+        while self.to_send:
+            pkt = self.to_send.pop(0)
+            await self.mm2s_src.send(AxiStreamFrame(pkt.data.tobytes()))
+            self.in_flight.append(pkt)
+        await ClockCycles(self.dut.clk, DMA_ACCESS_CYCLES)
+
+    async def _axil_read(self, offset: int) -> int:
+        return await self.axil.read_dword(offset)
+
+    async def _axil_write(self, offset: int, value: int) -> None:
+        await self.axil.write_dword(offset, value)
+
+    async def _reset_rtl(self) -> None:
+        from cocotb.triggers import ClockCycles, RisingEdge
+
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 4)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+    # -- host side (the bridge thread)
+
+    def _in_shell(self, a: int) -> bool:
+        return 0 <= a - self.base < 0x1_0000 and not self._in_dma(a)  # type: ignore[attr-defined]
+
+    def _in_dma(self, a: int) -> bool:
+        from hwpart.sim import hwh
+
+        return self.dma_base <= a < self.dma_base + hwh.DMA_RANGE  # type: ignore[attr-defined]
+
+    def _rtl_read(self, a: int) -> int:
+        from cocotb.task import resume
+
+        from hwpart.sim.decoupler import RM_ACTIVE, RM_INFO, RM_MAGIC, rm_id
+
+        off = a - self.base  # type: ignore[attr-defined]
+        win, reg = off & ~0xFFF, off & 0xFFF
+        if win and RM_INFO <= reg < RM_INFO + 16:
+            self.counts["axil_reads"] += 1
+            active = resume(self._axil_read)(win + RM_ACTIVE) & 0xFF
+            if active >= len(self.bank.rms):
+                return 0
+            r = self.bank.rms[active]
+            return [RM_MAGIC, rm_id(r.name), r.n_in, r.n_out][(reg - RM_INFO) // 4]
+        self.counts["axil_reads"] += 1
+        return resume(self._axil_read)(off)
+
+    def read_registers(self, address: int, length: int) -> bytes:
+        from cocotb.task import resume
+
+        out = bytearray()
+        for a in range(address, address + length, 4):
+            if self._in_dma(a):
+                self.counts["dma_accesses"] += 1
+                resume(self._tick)()
+                with self.lock:  # type: ignore[attr-defined]
+                    self._drain()
+                    v, _ = self._read32(a)  # type: ignore[attr-defined]
+            elif self._in_shell(a):
+                v = self._rtl_read(a)
+            else:
+                v = 0
+            out += int(v & 0xFFFF_FFFF).to_bytes(4, "little")
+        return bytes(out[:length])
+
+    def write_registers(self, address: int, data: bytes) -> None:
+        from cocotb.task import resume
+
+        data = bytes(data) + b"\0" * ((-len(data)) % 4)
+        for i in range(0, len(data), 4):
+            a, v = address + i, int.from_bytes(data[i:i + 4], "little")
+            if self._in_dma(a):
+                self.counts["dma_accesses"] += 1
+                with self.lock:  # type: ignore[attr-defined]
+                    self._write32(a, v)  # type: ignore[attr-defined]
+                resume(self._tick)()
+            elif self._in_shell(a):
+                self.counts["axil_writes"] += 1
+                resume(self._axil_write)(a - self.base, v)  # type: ignore[attr-defined]
+
+    def _push_mm2s(self, pkt: Any) -> None:
+        """MM2S issued a packet: it goes to the RTL at the next tick."""
+        self.stats.packets_in += 1  # type: ignore[attr-defined]
+        self.counts["frames_in"] += 1
+        self.to_send.append(pkt)
+
+    def _propagate(self) -> None:
+        self._drain()
+
+    def _drain(self) -> None:
+        """Hand what the RTL did to the DMA model: MM2S packets fully sent, S2MM frames."""
+        import time
+
+        import numpy as np
+
+        from hwpart.sim.dma import Packet
+
+        now = time.perf_counter()
+        if self.in_flight and self.mm2s_src.idle():
+            for pkt in self.in_flight:
+                if pkt.on_accept is not None:
+                    pkt.on_accept(now)
+            self.in_flight.clear()
+        while self.received:
+            self.s2mm_queue.append(Packet(np.frombuffer(self.received.pop(0), np.uint8).copy(),  # type: ignore[attr-defined]
+                                          now))
+            self.counts["frames_out"] += 1
+        q = self.s2mm_queue  # type: ignore[attr-defined]
+        while q and self.dma.offer(q[0], now):  # type: ignore[attr-defined]
+            q.popleft()
+            self.stats.packets_out += 1  # type: ignore[attr-defined]
+
+    def download(self, bitstream: Any, parser: Any = None) -> None:
+        from cocotb.task import resume
+
+        from hwpart.sim.decoupler import RM_SELECT
+        from hwpart.sim.rm import read_partial_bit
+
+        if not bitstream.partial:  # the full bitstream resets the whole fabric
+            super().download(bitstream, parser)  # type: ignore[misc]
+            resume(self._reset_rtl)()
+            self.to_send.clear()
+            self.in_flight.clear()
+            self.received.clear()
+            return
+        if self.shell is None:  # type: ignore[attr-defined]
+            raise RuntimeError("partial bitstream before a shell: load the Overlay first")
+        spec = read_partial_bit(bitstream.bitfile_name)
+        k = int(spec.extra.get("slot", -1))
+        index = self.bank.rm(spec.name).index
+        self.ledger.add_pr(self.timing.pr_s(spec.partial_bytes))  # type: ignore[attr-defined]
+        self.counts["rm_selects"] += 1
+        resume(self._axil_write)(0x1000 * (1 + k) + RM_SELECT, index)
+        self._pending_partial = (bitstream.bitfile_name, k)

@@ -39,3 +39,54 @@ def for_tests(request, tmp_path_factory):
     cache = (cache_plugin.mkdir("hwpart-rtl-rms") if cache_plugin is not None
              else tmp_path_factory.mktemp("hwpart-rtl-cache"))
     return build(tmp_path_factory.mktemp("bundle") / "mlp", Path(cache))
+
+
+def stage_plans():
+    """The partitions the host-bridge test runs, in order: (name, [(unit, layers)]).
+
+    The whole MLP on the FPGA (two RMs chained slot 0 -> slot 1 through the
+    switch), then CPU | FPGA with the second RM alone in slot 0 (a PR swap of
+    slot 0), then the first partition again (a swap back).
+    """
+    whole = [("fpga0", ["_0", "_1", "_2", "_3", "_4"])]
+    split = [("cpu", ["_0", "_1"]), ("fpga0", ["_2", "_3", "_4"])]
+    return [("fpga", whole), ("cpu|fpga", split), ("fpga again", whole)]
+
+
+def _plan(lg, stages):
+    from hwpart.partition import Placement, Plan, StageSpec
+
+    specs = [StageSpec(f"stage{i}", unit, nodes) for i, (unit, nodes) in enumerate(stages)]
+    assignment = {}
+    for st in specs:
+        kind = st.unit.rstrip("0123456789")
+        slot = st.unit[len(kind):]
+        for n in st.nodes:
+            assignment[n] = Placement(kind, int(slot) if slot else None)
+    return Plan(model=lg.name, input_shape=list(lg.input_shape), objective="throughput",
+                batch=8, board=None, assignment=assignment, stages=specs, predicted={},
+                solver="test", optimal=False, solve_time_s=0.0)
+
+
+def run_partitioned(fpga, x):
+    """Each partition of :func:`stage_plans` run stage by stage on its device (as the
+    runtime does, without threads); returns {partition: output array}."""
+    import torch as _torch
+
+    from hwpart.devices.cpu import CpuDevice
+    from hwpart.graph import capture
+    from hwpart.stages import split
+
+    lg = capture(mlp(), (8,), "mlp_rtl")
+    devices = {"cpu": CpuDevice(), "fpga": fpga}
+    out = {}
+    for name, stages in stage_plans():
+        staged = split(lg, _plan(lg, stages))
+        env = staged.initial(_torch.as_tensor(x))
+        for st in staged.stages:
+            dev = devices[st.device]
+            h = dev.load(st)
+            env = dev.run(h, env)
+            dev.unload(h)
+        out[name] = staged.result(env).detach().numpy()
+    return out
