@@ -53,8 +53,10 @@ from hwpart.overlay.manifest import (
     sha256_file,
     write_manifest,
 )
+from hwpart.overlay.resources import estimate_group
 
 DEFAULT_TOLERANCE = 0.02
+YOSYS_MAX_LUT = 50_000  # da4ml estimate above which the Yosys run is skipped
 DEFAULT_CACHE = Path(".hwpart-cache")
 Progress = Callable[[str, str, float], None]  # (rm, what, fraction done)
 
@@ -310,6 +312,18 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
                           f"> tolerance {opts.tolerance:g} at every precision tried "
                           f"({', '.join(t.precision for t in tr)})")
             continue
+        width = rtl.FixedType.parse(best.precision).width
+        if g.estimate is not None and width != g.estimate.bits:
+            # wider words than the grouping assumed: choose reuse factors again (the C
+            # simulation does not depend on them; the per-board project uses these)
+            g.estimate = estimate_group(lg, g.nodes, board, bits=width)
+            rep.resources = g.estimate.resources.as_dict()
+            rep.ii_cycles, rep.latency_cycles = g.estimate.ii_cycles, g.estimate.latency_cycles
+            if not g.estimate.fits(board):
+                rep.status = "rejected"
+                rep.reason = (f"RM {g.name} ({g.span}) at {best.precision}: "
+                              f"{g.estimate.over_text(board)} ({g.estimate.source})")
+                continue
         if progress:
             progress(g.name, "writing project and scripts", 0.8)
         rms.append(_bundle_rm(bundle, g, lg, board, opts, best, modules[g.name],
@@ -429,7 +443,10 @@ def _rtl(bundle: Path, d: Path, m, g: Group, precision: str, x_in: np.ndarray, c
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
     shutil.copy2(res.directory / "model" / "comb.json", dst / "comb.json")
-    ys = rtl.yosys_estimate(res, yosys_family) if yosys_family else None
+    # Yosys needs minutes on big fully parallel cores (the jet tagger's 16-64-32-32
+    # core, ~110k LUTs, ran past 3 min); da4ml's own figure stands for those.
+    small = res.lut_estimate <= YOSYS_MAX_LUT
+    ys = rtl.yosys_estimate(res, yosys_family) if yosys_family and small else None
     return RTLInfo(top=f"{res.top}_wrapper", stages=res.stages,
                    lut_estimate=int(round(res.lut_estimate)), ff_estimate=res.ff_estimate,
                    source="estimated (da4ml cost model; fully parallel core, II=1)",

@@ -109,7 +109,8 @@ def _layer(lg: LayerGraph, node: str, target_r: int, bits: int) -> LayerEstimate
         pos = _positions(shape)
         ii = pos * r
         depth = r + math.ceil(math.log2(mults + 1)) + 3
-        dsp = math.ceil(mults / r)
+        # DSP48E1/E2 multiply 25(27)x18 bits: wider operands take two DSPs each
+        dsp = math.ceil(mults / r) * (1 if bits <= 18 else 2)
         wbits = (mults + n_out) * bits
         bram = math.ceil(wbits / 18432) if r > 1 else 0
         lut = 40 * dsp + (0 if r > 1 else wbits // 4) + 200
