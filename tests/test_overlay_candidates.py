@@ -123,3 +123,14 @@ def test_tcl_structure_for_three_rms_two_slots():
     assert dfx.count("create_pr_configuration") == 3
     for i in range(3):
         assert f"set_top rm{i}_axis" in files[f"rm{i}/hls.tcl"]
+
+
+def test_wider_words_take_two_dsps_and_reuse_adapts():
+    lg = example_graph("jet_tagger")
+    board = load_board("pynq-z2")
+    e16 = estimate_group(lg, lg.compute_nodes, board)
+    e24 = estimate_group(lg, lg.compute_nodes, board, bits=24)
+    assert e24.fits(board) and e24.resources.dsp <= board.slots.resources.dsp
+    assert all(e24.reuse[n] >= e16.reuse[n] for n in e16.reuse)
+    assert any(e24.reuse[n] > e16.reuse[n] for n in e16.reuse)
+    assert e24.ii_cycles > e16.ii_cycles  # more reuse: fewer samples per cycle
