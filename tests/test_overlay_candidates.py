@@ -133,4 +133,4 @@ def test_wider_words_take_two_dsps_and_reuse_adapts():
     assert e24.fits(board) and e24.resources.dsp <= board.slots.resources.dsp
     assert all(e24.reuse[n] >= e16.reuse[n] for n in e16.reuse)
     assert any(e24.reuse[n] > e16.reuse[n] for n in e16.reuse)
-    assert e24.ii_cycles > e16.ii_cycles  # more reuse: fewer samples per cycle
+    assert e24.ii_cycles >= e16.ii_cycles  # more reuse never speeds it up
