@@ -13,6 +13,7 @@ from hwpart.rtlbridge import SIM_TB
 
 pytest.importorskip("da4ml")
 pytest.importorskip("hls4ml")
+pytestmark = pytest.mark.slow
 sys.path.insert(0, str(SIM_TB))
 import rtl_bundles  # noqa: E402
 

@@ -24,6 +24,7 @@ from hwpart.rtlbridge import SIM_TB, write_rm_bank, write_vectors
 
 pytest.importorskip("da4ml")
 pytest.importorskip("hls4ml")
+pytestmark = pytest.mark.slow
 sys.path.insert(0, str(SIM_TB))
 import rtl_bundles  # noqa: E402
 

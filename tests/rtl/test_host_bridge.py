@@ -27,6 +27,7 @@ from hwpart.rtlbridge import SIM_TB, run_cocotb, write_rm_bank
 pytest.importorskip("da4ml")
 pytest.importorskip("hls4ml")
 pytest.importorskip("pynq")
+pytestmark = pytest.mark.slow
 sys.path.insert(0, str(SIM_TB))
 import rtl_bundles  # noqa: E402
 
