@@ -157,7 +157,6 @@ class Pipeline:
             raise
         self.routing = RoutingTable(routes)
         self.channels: list[Channel] = []
-        self._run: _Run | None = None
         self._err_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.next_seq = 0  # sequence numbers continue across runs, so routing stays unambiguous
@@ -219,7 +218,6 @@ class Pipeline:
             total_samples=total_samples,
         )
         run = _Run(iter(items), self.next_seq, OrderedCollector(start=self.next_seq), on_output)
-        self._run = run
         self._threads = [
             threading.Thread(target=self._worker, args=(i, stage, recorders[i], run),
                              name=f"hwpart-{stage.name}", daemon=True)
@@ -371,16 +369,21 @@ def resolve_device(stage: Stage, devices: Mapping[str, Device]) -> Device:
 
 
 def devices_for(units: Iterable[str], cpu_threads: int | None = None,
-                stage_threads: Mapping[str, int] | None = None) -> dict[str, Device]:
-    """One device per kind from the registry (FPGA slots share their board's device)."""
+                stage_threads: Mapping[str, int] | None = None,
+                options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Device]:
+    """One device per kind from the registry (FPGA slots share their board's device).
+
+    ``options`` passes constructor arguments per kind, e.g.
+    ``{"fpga": {"overlay": "bitstreams/jet", "fpga": "sim"}}``.
+    """
     out: dict[str, Device] = {}
     by_kind: dict[str, Device] = {}
     for unit in units:
         kind = unit_kind(unit)
         if kind not in by_kind:
-            opts: dict[str, Any] = {}
+            opts: dict[str, Any] = dict((options or {}).get(kind, {}))
             if kind == "cpu" and (cpu_threads is not None or stage_threads):
-                opts = {"threads": cpu_threads, "stage_threads": dict(stage_threads or {})}
+                opts.update(threads=cpu_threads, stage_threads=dict(stage_threads or {}))
             by_kind[kind] = get_device(kind, **opts)
         out[unit] = by_kind[kind]
     return out
@@ -401,6 +404,7 @@ def run_model(lg: LayerGraph, plan: Plan, inputs: torch.Tensor, *, batch: int | 
               devices: Mapping[str, Device] | None = None, threads: int | None = None,
               monitor: Monitor | None = None, capacity: int = DEFAULT_CAPACITY,
               warmup_batches: int = 0,
+              device_options: Mapping[str, Mapping[str, Any]] | None = None,
               on_output: Callable[[int], None] | None = None) -> RunResult:
     """Split ``lg`` by ``plan`` and run ``inputs``; ``batch`` defaults to the plan's.
 
@@ -411,7 +415,8 @@ def run_model(lg: LayerGraph, plan: Plan, inputs: torch.Tensor, *, batch: int | 
     batch = batch or plan.batch or 1
     staged = split(lg, plan)
     if devices is None:
-        devices = devices_for((s.unit for s in staged.stages), cpu_threads=threads)
+        devices = devices_for((s.unit for s in staged.stages), cpu_threads=threads,
+                              options=device_options)
     with Pipeline(staged, devices, capacity=capacity, monitor=monitor) as pipe:
         if warmup_batches > 0:  # measured by a throwaway monitor: no warm-up in the log
             real, pipe.monitor = pipe.monitor, Monitor(interval_s=None)
