@@ -12,8 +12,9 @@ SAMPLES ?= 8192
 .PHONY: setup run test lint clean
 
 # command -> Debian package, for what the suite needs beyond Python packages:
-# Icarus for the cocotb RTL tests, g++ for hls4ml's C simulation.
-APT_NEEDS := iverilog:iverilog g++:g++
+# Icarus for the cocotb RTL tests, g++ for hls4ml's C simulation, Yosys for
+# resource estimates of generated RTL.
+APT_NEEDS := iverilog:iverilog g++:g++ yosys:yosys
 
 $(STAMP): pyproject.toml
 	@missing=""; for pair in $(APT_NEEDS); do \

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, example_graph
+from examples import example_graph
 
 from hwpart.boards import load_board
 from hwpart.graph import capture
@@ -28,6 +28,7 @@ from hwpart.overlay.manifest import ManifestError, load_manifest
 pytest.importorskip("hls4ml")
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "data"))
 from overlay_models import dense_gelu  # noqa: E402
 

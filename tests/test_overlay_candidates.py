@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import example_graph
+from examples import example_graph
 
 from hwpart.boards import load_board
 from hwpart.overlay import tcl

@@ -335,7 +335,12 @@ def job_is_warm(job: dict[str, Any]) -> bool:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Process-pool entry point: one RM's precision search. Returns plain data."""
+    """Process-pool entry point: one RM's precision search. Returns plain data.
+
+    It also runs in-process for single or warm jobs, so the thread count it
+    sets for itself is put back: the caller's torch runs must not slow down.
+    """
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         trials = search_precision(job["module"], tuple(job["in_shape"]),
@@ -345,4 +350,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # hls4ml or g++ refused this slice: reject the RM, keep the rest
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return {"name": job["name"], "trials": [], "error": f"{type(exc).__name__}: {first}"}
+    finally:
+        torch.set_num_threads(threads)
     return {"name": job["name"], "trials": trials, "error": None}
