@@ -273,7 +273,8 @@ class SimRun:
 
 def run_cocotb(toplevel: str, sources: list[Path], module: str, work: Path,
                parameters: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-               testcase: str | list[str] | None = None, sim: str = "icarus") -> SimRun:
+               testcase: str | list[str] | None = None, sim: str = "icarus",
+               defines: dict[str, Any] | None = None) -> SimRun:
     """Build ``sources`` and run cocotb module ``module`` (from sim/tb) on ``toplevel``.
 
     Never raises for failing cocotb tests (the result says); raises RtlError
@@ -285,14 +286,14 @@ def run_cocotb(toplevel: str, sources: list[Path], module: str, work: Path,
         raise RtlError("iverilog is not installed (apt-get install iverilog)")
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    tag = f"{sim}_{toplevel}_{module}"
+    tag = "_".join([sim, toplevel, module, *sorted(defines or {})])
     build_dir = work / f"build_{tag}"
     results = work / f"results_{tag}.xml"
     results.unlink(missing_ok=True)
     runner = get_runner(sim)
     t0 = time.monotonic()
     runner.build(sources=[str(p) for p in sources], hdl_toplevel=toplevel, build_dir=build_dir,
-                 parameters=parameters or {}, always=True, timescale=("1ns", "1ps"),
+                 parameters=parameters or {}, defines=defines or {}, always=True, timescale=("1ns", "1ps"),
                  log_file=work / f"build_{tag}.log")
     log = work / f"sim_{tag}.log"
     saved = list(sys.path)

@@ -107,7 +107,7 @@ def compare(rm: dict, got: list[list[int]], ref: str) -> None:
                      f"first: sample {bad[0]} got {got[bad[0]]} want {want[bad[0]]}")
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")  # a hang fails, not blocks CI
 async def test_bit_exact_every_rm(dut):
     """Every RM of the bank, random inputs, random packet sizes, random back-pressure:
     RTL words == da4ml emulation == quantized torch, bit for bit; float torch within
@@ -137,7 +137,7 @@ async def test_bit_exact_every_rm(dut):
             json.dump(report, f)
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")  # a hang fails, not blocks CI
 async def test_swap_midstream_keeps_packets_whole(dut):
     """Swap between RMs after each packet: every output is the new RM's, nothing is lost."""
     vec = load_vectors()
@@ -175,7 +175,7 @@ class Handshakes:
         self._task.cancel()
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")  # a hang fails, not blocks CI
 async def test_measure_cycles(dut):
     """RTL-measured latency and II of every RM (Icarus), output always ready.
 

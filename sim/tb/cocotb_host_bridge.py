@@ -28,7 +28,7 @@ def host_program(board, bundle: str, x: np.ndarray) -> dict:
 
     from hwpart.devices.fpga import FpgaDevice
 
-    dev = FpgaDevice(overlay=bundle, fpga="sim", timeout_s=600.0, pace=False)
+    dev = FpgaDevice(overlay=bundle, fpga="sim", timeout_s=120.0, pace=False)
     dev.pdev = dev.sim = board  # the device PYNQ reaches: the RTL board, not a fresh SimBoard
     t0 = time.perf_counter()
     out = rtl_bundles.run_partitioned(dev, x)
@@ -36,7 +36,7 @@ def host_program(board, bundle: str, x: np.ndarray) -> dict:
             "slots": [s.rm for s in dev._slots]}
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=2, timeout_unit="ms")  # a hang fails, not blocks CI
 async def test_fpga_device_on_rtl(dut):
     """A partitioned model through FpgaDevice -> PYNQ -> AXI-Lite/AXI-Stream -> shell RTL."""
     from hwpart.rtlbridge import GeneratedBank, make_rtl_board

@@ -89,11 +89,13 @@ def test_bank_holds_every_dense_rm(built, tmp_path):
     assert "module rm_bank" in text and text.count("rm_da4ml_axis #(") == 2
 
 
-def test_generated_rms_bit_exact_in_slot(built, tmp_path):
-    """cocotb, Icarus: every RM in rm_slot, RTL == da4ml emulation == quantized torch."""
+def _run(built, tmp_path, mutate=None, defines=None, testcase=None):
     from hwpart.rtlbridge import run_cocotb
 
     bank = write_rm_bank(built.bundle, tmp_path / "bank")
+    if mutate:
+        f = tmp_path / "bank" / "rm_bank_generated.v"
+        f.write_text(mutate(f.read_text()))
     vec = write_vectors(bank, tmp_path / "vectors.json", n=48, seed=1)
     references(built, bank, vec)
     (tmp_path / "vectors.json").write_text(json.dumps(vec))
@@ -102,9 +104,33 @@ def test_generated_rms_bit_exact_in_slot(built, tmp_path):
                      parameters={"DATA_WIDTH": bank.data_width, "NUM_RMS": len(bank.rms)},
                      env={"HWPART_RTL_VECTORS": str(tmp_path / "vectors.json"),
                           "HWPART_RTL_REPORT": str(report)},
-                     testcase=["test_bit_exact_every_rm", "test_swap_midstream_keeps_packets_whole"])
+                     testcase=testcase or ["test_bit_exact_every_rm",
+                                           "test_swap_midstream_keeps_packets_whole"],
+                     defines=defines)
+    return res, report
+
+
+def test_generated_rms_bit_exact_in_slot(built, tmp_path):
+    """cocotb, Icarus: every RM in rm_slot, RTL == da4ml emulation == quantized torch."""
+    res, report = _run(built, tmp_path)
     assert res.ok and len(res.passed) == 2, f"{res.failed}\n{res.log_tail()}"
     print(f"generated RMs in rm_slot: {res.seconds:.1f} s (icarus), {json.loads(report.read_text())}")
+
+
+@pytest.mark.parametrize("mutant", ["core_latency_off_by_one", "no_credit"])
+def test_bit_exact_test_catches_adapter_mutants(built, tmp_path, mutant):
+    """The same testbench fails on a wrong pipeline depth (the adapter samples the core
+    a cycle early) and on an adapter that ignores its FIFO's room under back-pressure."""
+    import re
+
+    if mutant == "no_credit":
+        res, _ = _run(built, tmp_path, defines={"MUTANT_ADAPTER_NO_CREDIT": 1},
+                      testcase="test_bit_exact_every_rm")
+    else:
+        res, _ = _run(built, tmp_path, testcase="test_bit_exact_every_rm",
+                      mutate=lambda t: re.sub(r"\.CORE_LAT\((\d+)\)",
+                                              lambda m: f".CORE_LAT({int(m[1]) - 1})", t))
+    assert res.failed == ["test_bit_exact_every_rm"], res.log_tail()
 
 
 def test_quantized_torch_equals_emulation_outside_rtl(built, tmp_path):
