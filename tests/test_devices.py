@@ -187,7 +187,7 @@ def test_cpu_metrics_report_na_not_zero_without_rapl(tmp_path):
     m = dev.metrics()
     assert m["power_w"] is None and m["energy_j"] is None
     assert "no RAPL domains" in dev.power_reason
-    assert 0.0 < m["util"] <= 1.05
+    assert 0.0 < m["util"] <= 1.0
     assert m["mem_used_b"] > 1e6 and m["mem_total_b"] >= m["mem_used_b"]
 
 

@@ -142,8 +142,12 @@ class CpuDevice:
 
     def metrics(self) -> Metrics:
         power, energy = self._rapl.sample()
+        # CPU time is counted in scheduler ticks: over a short interval the ratio
+        # can overshoot the wall time by a tick (seen: 111% on 2 cores). The
+        # process cannot use more than every core, so the fraction is capped at 1.
+        util = min(1.0, self._proc.cpu_percent(None) / (100.0 * self._ncpu))
         return {
-            "util": self._proc.cpu_percent(None) / (100.0 * self._ncpu),
+            "util": util,
             "power_w": power,
             "energy_j": energy,
             "mem_used_b": float(self._proc.memory_info().rss),
