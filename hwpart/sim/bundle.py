@@ -14,7 +14,6 @@ run ``Overlay`` and ``pr_download`` against :class:`~hwpart.sim.board.SimBoard`.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +22,12 @@ import yaml
 
 from hwpart.boards import Board, load_board
 from hwpart.errors import ConfigError
+from hwpart.overlay.manifest import sha256_file
 from hwpart.sim import hwh
 from hwpart.sim.hwh import write_shell_bit
 from hwpart.sim.rm import RmSpec, write_partial_bit
 
 FORMAT = "hwpart-bundle/1"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
