@@ -823,6 +823,24 @@ def make_plan(problem: Problem, sol: Solution, *, model: str, input_shape: tuple
     )
 
 
+def manual_plan(model: str, input_shape: tuple[int, ...] | list[int],
+                stages: list[tuple[str, list[str]]], batch: int = 1) -> Plan:
+    """A plan written by hand as ``[(unit, [nodes...]), ...]`` in execution order.
+
+    For tests, benches and users who know where layers go; nothing is predicted.
+    """
+    specs = [StageSpec(f"stage{i}", unit, list(nodes)) for i, (unit, nodes) in enumerate(stages)]
+    assignment = {}
+    for st in specs:
+        device = st.unit.rstrip("0123456789")
+        slot = st.unit[len(device):]
+        for n in st.nodes:
+            assignment[n] = Placement(device, int(slot) if slot else None)
+    return Plan(model=model, input_shape=list(input_shape), objective="throughput", batch=batch,
+                board=None, assignment=assignment, stages=specs, predicted={}, solver="manual",
+                optimal=False, solve_time_s=0.0)
+
+
 def single_device(problem: Problem, unit: str) -> dict[str, str] | None:
     """Everything on one unit (the host I/O nodes stay where they must), if possible."""
     assign = {}

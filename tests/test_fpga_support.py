@@ -15,7 +15,7 @@ from torch import nn
 
 from host.models import EXAMPLES
 from hwpart.graph import LayerGraph, capture
-from hwpart.partition import Placement, Plan, StageSpec
+from hwpart.partition import Plan, manual_plan
 from hwpart.sim.rm import RmSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,13 +68,4 @@ def jet_rms() -> list[RmSpec]:
 
 
 def make_plan(lg: LayerGraph, stages: list[tuple[str, list[str]]], batch: int = 8) -> Plan:
-    specs = [StageSpec(f"stage{i}", unit, nodes) for i, (unit, nodes) in enumerate(stages)]
-    assignment = {}
-    for st in specs:
-        kind = st.unit.rstrip("0123456789")
-        slot = st.unit[len(kind):]
-        for n in st.nodes:
-            assignment[n] = Placement(kind, int(slot) if slot else None)
-    return Plan(model=lg.name, input_shape=list(lg.input_shape), objective="throughput",
-                batch=batch, board=None, assignment=assignment, stages=specs, predicted={},
-                solver="test", optimal=False, solve_time_s=0.0)
+    return manual_plan(lg.name, lg.input_shape, stages, batch)

@@ -54,18 +54,9 @@ def stage_plans():
 
 
 def _plan(lg, stages):
-    from hwpart.partition import Placement, Plan, StageSpec
+    from hwpart.partition import manual_plan
 
-    specs = [StageSpec(f"stage{i}", unit, nodes) for i, (unit, nodes) in enumerate(stages)]
-    assignment = {}
-    for st in specs:
-        kind = st.unit.rstrip("0123456789")
-        slot = st.unit[len(kind):]
-        for n in st.nodes:
-            assignment[n] = Placement(kind, int(slot) if slot else None)
-    return Plan(model=lg.name, input_shape=list(lg.input_shape), objective="throughput",
-                batch=8, board=None, assignment=assignment, stages=specs, predicted={},
-                solver="test", optimal=False, solve_time_s=0.0)
+    return manual_plan(lg.name, lg.input_shape, stages, batch=8)
 
 
 def run_partitioned(fpga, x):
