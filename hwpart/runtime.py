@@ -44,7 +44,7 @@ from hwpart.monitor import (
     fmt_pct,
     fmt_s,
 )
-from hwpart.partition import Placement, Plan, StageSpec
+from hwpart.partition import Plan, manual_plan
 from hwpart.stages import Stage, StagedModel, split
 from hwpart.streams import (
     Channel,
@@ -447,16 +447,11 @@ def chain_plan(lg: LayerGraph, units: Sequence[str], *, batch: int = 1,
     if balance != "macs" or sum(weights) <= 0:
         weights = [1.0] * len(nodes)
     cuts = _even_cuts(weights, k)
-    stages = [StageSpec(f"stage{i}", units[i], nodes[a:b])
-              for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(nodes)], strict=True))]
-    assignment = {}
-    for st in stages:
-        place = _placement(st.unit)
-        for n in st.nodes:
-            assignment[n] = place
-    return Plan(model=lg.name, input_shape=list(lg.input_shape), objective="throughput",
-                batch=batch, board=None, assignment=assignment, stages=stages, predicted={},
-                solver=f"chain_plan({balance})", optimal=False, solve_time_s=0.0)
+    plan = manual_plan(lg.name, lg.input_shape,
+                       [(units[i], nodes[a:b]) for i, (a, b) in
+                        enumerate(zip([0, *cuts], [*cuts, len(nodes)], strict=True))], batch)
+    plan.solver = f"chain_plan({balance})"
+    return plan
 
 
 def _even_cuts(weights: list[float], k: int) -> list[int]:
@@ -475,12 +470,6 @@ def _even_cuts(weights: list[float], k: int) -> list[int]:
         i = min(range(lo, hi + 1), key=lambda c: abs(prefix[c - 1] - target))
         cuts.append(i)
     return cuts
-
-
-def _placement(unit: str) -> Placement:
-    kind = unit_kind(unit)
-    slot = unit[len(kind):]
-    return Placement(kind, int(slot) if slot else None)
 
 
 # --------------------------------------------------------------------------- CLI entry points
