@@ -164,6 +164,12 @@ def measure(lg: LayerGraph, device: str, batch_sizes: list[int],
             inputs = capture_node_inputs(lg, b) if device == "cpu" else {
                 k: _to(v, dev) for k, v in _cpu_inputs(lg, b).items()}
             with torch.inference_mode():
+                # whole-model warm-up: thread pools and allocator caches start on the
+                # first real pass, and would otherwise land on the first layer timed
+                x = _to(lg.example_input(b), dev)
+                for _ in range(3):
+                    module(x)
+                sync()
                 for n in nodes:
                     fn = _node_fn(lg, n)
                     args, kwargs = inputs.get(n, ((), {}))
