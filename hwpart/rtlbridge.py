@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwpart.errors import HwpartError
+
 ROOT = Path(__file__).resolve().parents[1]
 SIM_RTL = ROOT / "sim" / "rtl"
 SIM_TB = ROOT / "sim" / "tb"
@@ -47,7 +49,7 @@ SHELL_SOURCES = [SIM_RTL / n for n in ("axil_reg_if.v", "axis_switch.v", "axil_d
                                        "slot_ctrl.v", "dfx_decoupler.v", "shell_top.v")]
 
 
-class RtlError(RuntimeError):
+class RtlError(HwpartError):
     """A bundle whose RMs cannot be simulated as RTL, or a simulation that did not run."""
 
 

@@ -1,4 +1,4 @@
-"""``hwpart overlay build|show|seal``: the command-line face of the overlay builder."""
+"""``hwpart overlay build|show|seal|calibrate``: the command-line face of the overlay builder."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def register_cli(sub: Any) -> None:
     z = osub.add_parser("seal", help="record Vivado's bitstreams in the manifest")
     z.add_argument("bundle")
     z.set_defaults(func=cmd_seal)
+
+    c = osub.add_parser("calibrate", help="measure each RM's latency/II in RTL (Icarus) and "
+                                          "write them into the manifest")
+    c.add_argument("bundle")
+    c.add_argument("--samples", type=int, default=32, help="back-to-back samples per RM")
+    c.set_defaults(func=cmd_calibrate)
 
 
 def _console():
@@ -184,4 +190,14 @@ def cmd_seal(args: argparse.Namespace) -> int:
     console, _ = _console()
     m = seal(Path(args.bundle))
     console.print(f"{args.bundle}: status {m.status}, {len(m.all_files())} files recorded")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from hwpart.overlay.calibrate import calibrate, table
+
+    console, _ = _console()
+    rows = calibrate(args.bundle, samples=args.samples)
+    console.print(table(rows), markup=False, highlight=False)
+    console.print(f"wrote RTL-measured cycles into {args.bundle}/manifest.yaml")
     return 0
