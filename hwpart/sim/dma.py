@@ -215,12 +215,18 @@ class AxiDmaModel:
 
     # ------------------------------------------------------------------ simple mode
 
-    def _start_simple(self, ch: Channel) -> None:
+    def _begin(self, ch: Channel) -> bool:
+        """Leave idle and stamp the issue time; False when an injected error ends it here."""
         ch.status &= ~IDLE
         ch._issued = time.perf_counter()
         if ch.inject:
             bits, ch.inject = ch.inject, 0
             ch.fail(bits)
+            return False
+        return True
+
+    def _start_simple(self, ch: Channel) -> None:
+        if not self._begin(ch):
             return
         n = ch.length
         if n == 0:
@@ -302,11 +308,7 @@ class AxiDmaModel:
         return None
 
     def _start_sg(self, ch: Channel) -> None:
-        ch.status &= ~IDLE
-        ch._issued = time.perf_counter()
-        if ch.inject:
-            bits, ch.inject = ch.inject, 0
-            ch.fail(bits)
+        if not self._begin(ch):
             return
         descs = self._walk(ch)
         if descs is None:
