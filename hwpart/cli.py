@@ -211,7 +211,10 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hwpart", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="hwpart",
+        description="Partition a PyTorch model across CPU, GPU and FPGA (hls4ml overlays on "
+                    "PYNQ or a simulated board) and run it as a monitored pipeline.")
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("profile", help="measure per-layer costs (CPU/GPU) and model the FPGA")
