@@ -114,7 +114,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_partition(args: argparse.Namespace) -> int:
     from hwpart.boards import load_board
-    from hwpart.costs import CostTable, build_problem, single_device_plans
+    from hwpart.costs import CostTable, build_problem, parse_pins, single_device_plans
     from hwpart.graph import load_graph
     from hwpart.partition import make_plan, solve
 
@@ -142,7 +142,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
         raise HwpartError(f"--slots {args.slots}: {board.name} has {board.slots.count} "
                           "reconfigurable slots in its shell")
     problem = build_problem(lg, table, args.batch, devices, board, slots=args.slots,
-                            overlay=overlay)
+                            overlay=overlay, pins=parse_pins(lg, args.pin))
     sol = solve(problem, args.objective, args.solver, time_limit_s=args.time_limit)
     plan = make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
                      objective=args.objective, batch=args.batch,
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--slots", type=int, help="use this many of the board's slots")
     pa.add_argument("--costs", help="cost table from `hwpart profile` (else profile now)")
     pa.add_argument("--overlay", help="overlay bundle: the FPGA runs only its RMs' layer groups")
+    pa.add_argument("--pin", help="place layers yourself, e.g. _0-_3=fpga,_7=cpu; the solver "
+                                  "places the rest")
     pa.add_argument("--solver", choices=("auto", "dp", "milp", "greedy"), default="auto")
     pa.add_argument("--time-limit", type=float, default=60.0, help="MILP time limit, s")
     pa.add_argument("--quick", action="store_true", help="quick profiling (fewer repeats)")

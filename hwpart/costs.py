@@ -25,7 +25,7 @@ from torch import fx
 
 from hwpart.boards import Board, Host, load_board, load_host
 from hwpart.errors import ConfigError, PlanError
-from hwpart.graph import IO_OPS, LayerGraph
+from hwpart.graph import IO_OPS, LayerGraph, layer_run
 from hwpart.partition import LinkCost, Plan, Problem, Unit, make_plan, single_device, solve
 
 #: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
@@ -295,9 +295,25 @@ def profile(lg: LayerGraph, batch_sizes: list[int], devices: list[str],
 # --------------------------------------------------------------------------- problem
 
 
+def parse_pins(lg: LayerGraph, spec: str | None) -> dict[str, str]:
+    """``"_0-_3=fpga,_7=cpu"`` -> layer -> device: layers the user places themselves."""
+    pins: dict[str, str] = {}
+    for part in (p.strip() for p in (spec or "").split(",")):
+        if not part:
+            continue
+        layers, eq, device = part.rpartition("=")
+        if not eq or device not in ("cpu", "gpu", "fpga") or not layers:
+            raise PlanError(f"--pin {spec!r}: '{part}' should be LAYERS=DEVICE with DEVICE one "
+                            "of cpu, gpu, fpga, e.g. --pin _0-_3=fpga")
+        for n in layer_run(lg, layers, f"--pin {spec!r}"):
+            pins[n] = device
+    return pins
+
+
 def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[str],
                   board: Board | None = None, host: Host | None = None,
-                  slots: int | None = None, overlay: Any = None) -> Problem:
+                  slots: int | None = None, overlay: Any = None,
+                  pins: dict[str, str] | None = None) -> Problem:
     """Turn a cost table into a partitioning :class:`Problem` at one batch size.
 
     A batch pays a link's fixed latency once, so per sample it costs
@@ -338,6 +354,14 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
                 reasons[n][u.name] = table.fpga.get(n, {}).get("reason", "not profiled")
                 continue
             compute[n][u.name] = t
+        if pins and n in pins:  # the user's placement: only that device's units stay
+            kept = {u: t for u, t in compute[n].items()
+                    if problem_device(units, u) == pins[n]}
+            if not kept:
+                why = reasons[n].get(f"{pins[n]}0", reasons[n].get(pins[n], "not offered"))
+                raise PlanError(f"--pin: layer {n!r} is pinned to {pins[n]}, which cannot run "
+                                f"it here ({why})")
+            compute[n] = kept
         if n in table.fpga and "resources" in table.fpga[n]:
             resources[n] = {k: float(v) for k, v in table.fpga[n]["resources"].items()}
     links: dict[frozenset[str], LinkCost] = {}
@@ -364,6 +388,10 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
         resources = {}  # each RM was checked against its slot when the overlay was built
     return Problem(lg.dag, units, compute, out_bytes, links, resources, memory, reasons,
                    slot_runs=slot_runs)
+
+
+def problem_device(units: list[Unit], unit: str) -> str:
+    return next(u.device for u in units if u.name == unit)
 
 
 def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int) -> CostTable:
@@ -401,7 +429,8 @@ def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int) ->
 def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
               devices: list[str] | None = None, board: Board | None = None,
               table: CostTable | None = None, slots: int | None = None,
-              solver: str = "auto", overlay: Any = None, **timing: Any) -> Plan:
+              solver: str = "auto", overlay: Any = None, pins: dict[str, str] | None = None,
+              **timing: Any) -> Plan:
     """Profile (unless a table is given), build the problem, solve it: one call for ``--auto``.
 
     With an overlay the FPGA costs come from its RMs, so only CPU/GPU are measured.
@@ -415,7 +444,8 @@ def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
     if table is None:
         measured = [d for d in devices if d != "fpga" or overlay is None]
         table = profile(lg, sorted({1, batch}), measured, board, **timing)
-    problem = build_problem(lg, table, batch, devices, board, slots=slots, overlay=overlay)
+    problem = build_problem(lg, table, batch, devices, board, slots=slots, overlay=overlay,
+                            pins=pins)
     sol = solve(problem, objective, solver)
     return make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
                      objective=objective, batch=batch, board=board.name if board else None)

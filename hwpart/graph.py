@@ -383,6 +383,23 @@ def _dtype_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+def layer_run(lg: LayerGraph, part: str, option: str) -> list[str]:
+    """``"A-B"`` (inclusive, in execution order) or ``"A"`` -> layer names; ``option`` names
+    the flag in errors, e.g. ``--groups '_0-_3'``."""
+    order = lg.compute_nodes
+    index = {n: i for i, n in enumerate(order)}
+    a, _, b = part.partition("-") if part.count("-") == 1 else (part, "", part)
+    a, b = a.strip(), (b.strip() or a.strip())
+    for name in (a, b):
+        if name not in index:
+            raise ModelError(f"{option}: unknown layer '{name}'; layers in execution order: "
+                             f"{', '.join(order)}")
+    if index[a] > index[b]:
+        raise ModelError(f"{option}: '{part}' runs backwards ({a} comes after {b} in "
+                         "execution order)")
+    return order[index[a]:index[b] + 1]
+
+
 def load_graph(spec: str, input_shape: str | tuple[int, ...]) -> LayerGraph:
     """``load_model`` + ``capture``: the one entry point the CLI uses."""
     model = load_model(spec)

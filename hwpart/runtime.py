@@ -481,7 +481,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
                 metrics_path: str | None = None, *, interval_s: float = 0.5, seed: int = 0,
                 threads: int | None = None, capacity: int = DEFAULT_CAPACITY,
                 warmup_batches: int = 2, console: Any = None, fpga: str | None = None,
-                overlay: str | None = None) -> dict[str, Any]:
+                overlay: str | None = None, pin: str | None = None) -> dict[str, Any]:
     """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
 
     ``fpga`` (sim / board / auto) and ``overlay`` (a bundle folder) select what
@@ -510,7 +510,9 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
         from hwpart.overlay import load_manifest
 
         manifest = load_manifest(overlay)
-    plan, plan_source = _get_plan(lg, plan_path, auto, batch, manifest)
+    if pin and not auto:
+        raise HwpartError("--pin places layers for --auto planning; with --plan, edit the plan")
+    plan, plan_source = _get_plan(lg, plan_path, auto, batch, manifest, pin)
     batch = batch or plan.batch or 1
     if batch < 1:
         raise HwpartError(f"--batch must be >= 1, got {batch}")
@@ -556,7 +558,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
 
 
 def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
-              batch: int | None, overlay: Any = None) -> tuple[Plan, str]:
+              batch: int | None, overlay: Any = None, pin: str | None = None) -> tuple[Plan, str]:
     if plan_path and auto:
         raise HwpartError("give either --plan or --auto, not both")
     if plan_path:
@@ -571,7 +573,10 @@ def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
         except ImportError as exc:
             raise PlanError(f"--auto needs hwpart.costs.auto_plan, which is not available "
                             f"({exc}); pass --plan instead") from exc
-        return auto_plan(lg, batch=batch or 1, objective="throughput", overlay=overlay), "auto"
+        from hwpart.costs import parse_pins
+
+        return auto_plan(lg, batch=batch or 1, objective="throughput", overlay=overlay,
+                         pins=parse_pins(lg, pin)), "auto"
     raise HwpartError("no plan: give --plan PLAN.json (from `hwpart partition`) or --auto")
 
 
@@ -727,6 +732,8 @@ def register_cli(sub: Any) -> None:
     pr.add_argument("--overlay", help="overlay bundle for FPGA stages (default: "
                                       "$HWPART_OVERLAY); with --auto, the FPGA is offered "
                                       "only its RMs' layer groups")
+    pr.add_argument("--pin", help="with --auto: place layers yourself, e.g. _0-_3=fpga; the "
+                                  "solver places the rest")
     pr.set_defaults(func=_cmd_run)
     pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
     pd.set_defaults(func=_cmd_devices)
@@ -743,7 +750,7 @@ def _cmd_run(args: Any) -> int:
                 args.report, False if args.no_live else None, args.metrics,
                 interval_s=args.interval, seed=args.seed, threads=args.threads,
                 capacity=args.capacity, warmup_batches=args.warmup, console=_console(),
-                fpga=args.fpga, overlay=args.overlay)
+                fpga=args.fpga, overlay=args.overlay, pin=args.pin)
     return 0
 
 

@@ -70,3 +70,43 @@ def test_time_call_takes_the_median() -> None:
     calls = []
     t = time_call(lambda: calls.append(1), repeats=7, warmup=2, min_total_s=0.0)
     assert len(calls) == 9 and t >= 0
+
+
+def test_pins_place_layers_and_the_solver_places_the_rest() -> None:
+    from hwpart.costs import parse_pins
+    from hwpart.partition import solve
+
+    lg = example_graph("jet_tagger")
+    board = load_board("pynq-z2")
+    table = profile(lg, [8], ["cpu", "fpga"], board, **QUICK)
+    pins = parse_pins(lg, "_0-_2=fpga,_7=cpu")
+    assert pins == {"_0": "fpga", "_1": "fpga", "_2": "fpga", "_7": "cpu"}
+    problem = build_problem(lg, table, 8, ["cpu", "fpga"], board, pins=pins)
+    for objective in ("latency", "throughput"):
+        sol = solve(problem, objective, "milp")
+        assert all(sol.assign[n].startswith("fpga") for n in ("_0", "_1", "_2"))
+        assert sol.assign["_7"] == "cpu"
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("_0-_3=tpu", "should be LAYERS=DEVICE"),
+    ("_9=fpga", "unknown layer '_9'"),
+    ("_3-_0=cpu", "runs backwards"),
+])
+def test_bad_pins_are_clear_errors(spec: str, match: str) -> None:
+    from hwpart.costs import parse_pins
+    from hwpart.errors import HwpartError
+
+    with pytest.raises(HwpartError, match=match):
+        parse_pins(example_graph("jet_tagger"), spec)
+
+
+def test_pin_to_a_device_that_cannot_run_the_layer() -> None:
+    from hwpart.costs import parse_pins
+    from hwpart.errors import PlanError
+
+    lg = example_graph("resnet_block")
+    board = load_board("pynq-z2")
+    table = profile(lg, [1], ["cpu", "fpga"], board, **QUICK)
+    with pytest.raises(PlanError, match="pinned to fpga, which cannot run it"):
+        build_problem(lg, table, 1, ["cpu", "fpga"], board, pins=parse_pins(lg, "pool=fpga"))

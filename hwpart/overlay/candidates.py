@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from hwpart.boards import Board
 from hwpart.costs import FPGA_OPS
-from hwpart.errors import HwpartError
-from hwpart.graph import LayerGraph
+from hwpart.errors import HwpartError, ModelError
+from hwpart.graph import LayerGraph, layer_run
 from hwpart.overlay.resources import RMEstimate, estimate_group
 
 #: Ops an RM can contain: FPGA_OPS that are single-input modules. add/cat/mul/sub
@@ -130,23 +130,16 @@ def find_candidates(lg: LayerGraph, board: Board, spec: str | None = None) -> Ca
 def parse_groups(lg: LayerGraph, spec: str, off: dict[str, str] | None = None) -> list[list[str]]:
     """``"_0-_3,_4-_7"`` -> node runs; ``A-B`` is inclusive, a lone name is one layer."""
     order = lg.compute_nodes
-    index = {n: i for i, n in enumerate(order)}
     off = off if off is not None else {n: r for n in order if (r := unsupported_reason(lg, n))}
     runs: list[list[str]] = []
     used: set[str] = set()
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        a, _, b = part.partition("-") if part.count("-") == 1 else (part, "", part)
-        a, b = a.strip(), (b.strip() or a.strip())
-        for name in (a, b):
-            if name not in index:
-                raise GroupError(f"--groups {spec!r}: unknown layer '{name}'; layers in "
-                                 f"execution order: {', '.join(order)}")
-        if index[a] > index[b]:
-            raise GroupError(f"--groups {spec!r}: '{part}' runs backwards ({a} comes after "
-                             f"{b} in execution order)")
-        run = order[index[a]:index[b] + 1]
+        try:
+            run = layer_run(lg, part, f"--groups {spec!r}")
+        except ModelError as exc:
+            raise GroupError(str(exc)) from None
         for n in run:
             if n in off:
                 raise GroupError(f"--groups {spec!r}: layer '{n}' cannot go on the FPGA: "
