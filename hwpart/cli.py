@@ -15,6 +15,7 @@ from rich.table import Table
 
 from hwpart.errors import HwpartError
 from hwpart.graph import IO_OPS
+from hwpart.monitor import fmt_s
 
 # Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns,
 # so tables are never cut.
@@ -74,14 +75,6 @@ def _profile(lg, batches: list[int], devices: list[str], board, quick: bool):
         return profile(lg, batches, devices, board, progress=step, **timing)
 
 
-def _fmt_s(s: float) -> str:
-    if s >= 1:
-        return f"{s:.3f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3f} ms"
-    return f"{s * 1e6:.1f} µs"
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -105,7 +98,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         for d in devices:
             for b in table.batch_sizes:
                 v = table.times[n].get(d, {}).get(str(b))
-                row.append(_fmt_s(v) if v is not None else "-")
+                row.append(fmt_s(v) if v is not None else "-")
         t.add_row(*row)
     console.print(t)
     console.print(f"wrote {args.output}")
@@ -160,7 +153,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
             if dev == "fpga" and overlay is not None:
                 src = next((f"{rm.cycles.source} ({rm.name})" for rm in overlay.rms
                             if n in rm.layers), src)
-            t.add_row(st.name, n, lg.dag.nodes[n]["op"], u, _fmt_s(problem.compute[n][u]),
+            t.add_row(st.name, n, lg.dag.nodes[n]["op"], u, fmt_s(problem.compute[n][u]),
                       src.split(" ")[0])
     console.print(t)
     ev = sol.evaluation
@@ -170,10 +163,10 @@ def cmd_partition(args: argparse.Namespace) -> int:
     gap = sol.gap(args.objective)
     label = f"hwpart ({sol.solver}{', optimal' if sol.optimal else ''}"
     label += f", gap {gap:.2%})" if gap is not None and not sol.optimal else ")"
-    s.add_row(label, _fmt_s(ev.latency_s), f"{ev.throughput_sps:,.0f} /s", ev.bottleneck)
+    s.add_row(label, fmt_s(ev.latency_s), f"{ev.throughput_sps:,.0f} /s", ev.bottleneck)
     singles = single_device_plans(problem)
     for unit, fig in singles.items():
-        s.add_row(f"all on {unit}", _fmt_s(fig["latency_s"]), f"{fig['throughput_sps']:,.0f} /s",
+        s.add_row(f"all on {unit}", fmt_s(fig["latency_s"]), f"{fig['throughput_sps']:,.0f} /s",
                   "")
     console.print(s)
     key = "latency_s" if args.objective == "latency" else "throughput_sps"
