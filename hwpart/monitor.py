@@ -214,12 +214,17 @@ class Monitor:
 
     def attach(self, stages: Sequence[tuple[str, str, str, Channel | None]],
                devices: Sequence[Any], total_samples: int | None = None) -> list[StageStats]:
-        """(name, unit, device name, input channel) per stage; returns their recorders."""
-        self.reset()
-        self.history.clear()
-        self.stages = [StageStats(*s) for s in stages]
-        self.devices = {d.name: d for d in devices}
-        self.total_samples = total_samples
+        """(name, unit, device name, input channel) per stage; returns their recorders.
+
+        Under the snapshot lock: a monitor that is already running (owned by the
+        caller) must not snapshot half of the old run's state and half of the new.
+        """
+        with self._snap_lock:
+            self.reset()
+            self.history.clear()
+            self.stages = [StageStats(*s) for s in stages]
+            self.devices = {d.name: d for d in devices}
+            self.total_samples = total_samples
         return self.stages
 
     def subscribe(self, fn: Callable[[Snapshot], None]) -> None:

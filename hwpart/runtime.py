@@ -568,12 +568,7 @@ def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
                             "re-run `hwpart partition` for this model")
         return plan, str(plan_path)
     if auto:
-        try:
-            from hwpart.costs import auto_plan  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise PlanError(f"--auto needs hwpart.costs.auto_plan, which is not available "
-                            f"({exc}); pass --plan instead") from exc
-        from hwpart.costs import parse_pins
+        from hwpart.costs import auto_plan, parse_pins
 
         return auto_plan(lg, batch=batch or 1, objective="throughput", overlay=overlay,
                          pins=parse_pins(lg, pin)), "auto"

@@ -21,6 +21,7 @@ from hwpart.devices.fpga import (  # noqa: E402
     DmaError,
     DmaTimeout,
     FpgaDevice,
+    FpgaError,
 )
 from hwpart.overlay.hls import from_stream, to_stream  # noqa: E402
 from hwpart.sim.bundle import write_sim_bundle  # noqa: E402
@@ -155,6 +156,25 @@ def test_timeout_is_typed_and_recovers(jet_bundle):
     assert dev.sim.slots[0].processed == 1  # the held batch was never computed
     y = dev.run_array(plan, x)  # shell reloaded: nothing stale leaks into this batch
     assert np.array_equal(y, csim(jet_rms()[1], x))
+
+
+def test_any_transfer_failure_is_typed_and_recovers(jet_bundle, monkeypatch):
+    """A failure that is no DMA status bit (here the channel raising) still names the
+    slot and RM, and the next batch runs on a reloaded shell."""
+    dev = FpgaDevice(jet_bundle.root, fpga="sim", pace=False)
+    plan = _plan_for(dev, "fc3")
+    x = np.random.default_rng(5).uniform(-1, 1, (4, 32)).astype(np.float32)
+    dev.run_array(plan, x)
+    send = type(dev.dma.sendchannel)
+
+    def broken(self, *a, **k):
+        raise ValueError("value out of range for the RM's input type")
+
+    monkeypatch.setattr(send, "transfer", broken)
+    with pytest.raises(FpgaError, match=r"slot 0 \(RM fc3\): DMA transfer failed: ValueError"):
+        dev.run_array(plan, x)
+    monkeypatch.undo()
+    assert np.array_equal(dev.run_array(plan, x), csim(jet_rms()[1], x))
 
 
 def test_tampered_partial_is_refused_before_download(jet_bundle, tmp_path):

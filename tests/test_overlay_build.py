@@ -170,6 +170,8 @@ def test_tampered_file_is_refused(bundles, tmp_path):
     (lambda d: d["slots"][0].pop("decoupler_address"), r"slots\.0\.decoupler_address': missing"),
     (lambda d: d["rms"][0].update(compatible_slots=[0, 5]), r"slots \[5\] do not exist"),
     (lambda d: d["rms"][0]["files"][0].update(path="../../etc/passwd"), "outside the bundle"),
+    (lambda d: d["rms"][0]["csim"].update(library="../elsewhere/lib.so"),
+     r"csim\.library': '\.\./elsewhere/lib\.so' is not among the RM's files"),
 ])
 def test_malformed_manifest_is_a_clear_error(bundles, tmp_path, edit, match):
     b = _copy(bundles["jet-pynq-z2"].bundle, tmp_path)

@@ -333,10 +333,15 @@ class FpgaDevice:
             self._poll(lambda: slot.mmio.read(STATUS) & ST_DECOUPLED, k, rm_name, "decouple")
             slot.rm = None
             region = f"slot_{k}"
-            if region in self.ol.hierarchy_dict:
-                self.ol.pr_download(region, str(bit))
-            else:  # a partition with no addressable IP is no PYNQ hierarchy: plain partial load
-                pynq.Bitstream(str(bit), partial=True, device=self.pdev).download()
+            try:
+                if region in self.ol.hierarchy_dict:
+                    self.ol.pr_download(region, str(bit))
+                else:  # a partition with no addressable IP is no PYNQ hierarchy
+                    pynq.Bitstream(str(bit), partial=True, device=self.pdev).download()
+            except Exception as exc:  # the slot is decoupled and half-written: reload all
+                self._recover()
+                raise FpgaError(f"partial reconfiguration with {bit.name} failed: "
+                                f"{type(exc).__name__}: {exc}", k, rm_name) from exc
             slot.mmio.write(RM_RESET, 1)
             slot.mmio.write(RM_RESET, 0)
             self._poll(lambda: not slot.mmio.read(STATUS) & ST_IN_RESET, k, rm_name, "reset")
@@ -420,25 +425,29 @@ class FpgaDevice:
         try:
             recv.transfer(outb)
             send.transfer(inb)
-        except RuntimeError as exc:
-            raise FpgaError(f"DMA refused the transfer: {exc}", slot, rm) from exc
-        deadline = time.perf_counter() + self.timeout_s
-        for ch, what, sr in ((send, "MM2S", 0x04), (recv, "S2MM", 0x34)):
-            while not ch.idle:
-                if ch.error:
-                    st = self.dma.mmio.read(sr)
-                    self._recover()
-                    bits = [v for b, v in DMASR_ERRORS.items() if st & b]
-                    raise DmaError(f"{what} error DMASR=0x{st:08x}: {', '.join(bits)}",
-                                   slot, rm, st)
-                if time.perf_counter() > deadline:
-                    self._recover()
-                    raise DmaTimeout(f"{what} transfer did not complete in {self.timeout_s} s "
-                                     "(slot decoupled or empty, route missing, or RM hung)",
-                                     slot, rm)
-            with warnings.catch_warnings():  # SG wait() calls the deprecated buffer.close()
-                warnings.simplefilter("ignore", DeprecationWarning)
-                ch.wait()
+            deadline = time.perf_counter() + self.timeout_s
+            for ch, what, sr in ((send, "MM2S", 0x04), (recv, "S2MM", 0x34)):
+                while not ch.idle:
+                    if ch.error:
+                        st = self.dma.mmio.read(sr)
+                        self._recover()
+                        bits = [v for b, v in DMASR_ERRORS.items() if st & b]
+                        raise DmaError(f"{what} error DMASR=0x{st:08x}: {', '.join(bits)}",
+                                       slot, rm, st)
+                    if time.perf_counter() > deadline:
+                        self._recover()
+                        raise DmaTimeout(f"{what} transfer did not complete in {self.timeout_s} s "
+                                         "(slot decoupled or empty, route missing, or RM hung)",
+                                         slot, rm)
+                with warnings.catch_warnings():  # SG wait() calls the deprecated buffer.close()
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    ch.wait()
+        except FpgaError:
+            raise
+        except Exception as exc:  # the fabric's state is unknown: reload the shell next time
+            self._recover()
+            raise FpgaError(f"DMA transfer failed: {type(exc).__name__}: {exc}", slot,
+                            rm) from exc
 
     def _recover(self) -> None:
         """Drop the shell so the next use reloads it (see :meth:`open`)."""

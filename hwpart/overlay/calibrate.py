@@ -6,7 +6,7 @@ cheap to get: build the bundle's generated ``rm_bank`` (hwpart.rtlbridge) in
 the shell's slot wrapper, stream samples through it in Icarus with cocotb,
 and count clock edges between AXI-Stream handshakes on the RM's ports. The
 result is written back into ``manifest.yaml`` with source
-``rtl-measured (icarus)``; everything that reads cycles from the manifest
+``rtl-measured (icarus, da4ml twin of the RM)``; everything that reads cycles from the manifest
 (the partitioner's costs, the simulated board's timing model through
 :func:`hwpart.sim.bundle.load_bundle`) then uses the measured figures.
 
@@ -33,7 +33,9 @@ from pathlib import Path
 
 from hwpart.overlay.manifest import Cycles, load_manifest, write_manifest
 
-SOURCE = "rtl-measured (icarus)"
+#: What was measured: the RM's da4ml RTL twin (fully parallel), not the hls4ml
+#: project Vivado would build for the board (its reuse factors make it slower).
+SOURCE = "rtl-measured (icarus, da4ml twin of the RM)"
 
 
 @dataclass

@@ -328,6 +328,11 @@ def _check(m: Manifest, path: Path) -> None:
         if p.is_absolute() or ".." in p.parts:
             raise ManifestError(f"{path}: file '{f.path}' is outside the bundle; paths must be "
                                 "relative to the bundle folder")
+    for r in m.rms:  # the library the simulated board loads must be a checked file
+        if r.csim.library not in {f.path for f in r.files}:
+            raise ManifestError(f"{path}: field 'rms.{r.name}.csim.library': "
+                                f"'{r.csim.library}' is not among the RM's files (so its "
+                                "sha256 is not checked); rebuild the bundle")
 
 
 def verify_files(m: Manifest, bundle: Path) -> None:
