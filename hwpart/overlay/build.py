@@ -118,9 +118,13 @@ def _inputs(lg: LayerGraph, opts: BuildOptions) -> tuple[np.ndarray, str]:
     what = f"{opts.samples} uniform[-1,1] (seed {opts.seed})"
     if opts.calibration is not None:
         try:
-            cal = np.load(opts.calibration).astype(np.float32)
+            loaded = np.load(opts.calibration)
         except (OSError, ValueError) as exc:
             raise OverlayError(f"--calibration {opts.calibration}: cannot read: {exc}") from None
+        if not isinstance(loaded, np.ndarray):  # an .npz archive of several arrays
+            raise OverlayError(f"--calibration {opts.calibration}: expected one array (.npy, "
+                               f"np.save), got an archive of {list(loaded.keys())}")
+        cal = loaded.astype(np.float32)
         if tuple(cal.shape[1:]) != tuple(lg.input_shape):
             raise OverlayError(
                 f"--calibration {opts.calibration}: samples have shape {tuple(cal.shape[1:])}, "

@@ -215,19 +215,19 @@ class SimBoard(pynq.Device):
         if self.shell is None:
             raise RuntimeError("partial bitstream before a shell: load the Overlay first")
         spec = read_partial_bit(bitstream.bitfile_name)
+        k = int(spec.extra.get("slot", -1))
+        if not 0 <= k < len(self.slots):  # refused before any (modeled) time is spent
+            raise RuntimeError(f"{bitstream.bitfile_name}: partial for slot {k}, the shell has "
+                               f"{len(self.slots)} slots")
         modeled = self.timing.pr_s(spec.partial_bytes)
         t0 = time.perf_counter()
         rm = SimRM(spec, batch=self.batch)
         if self.timing.pace:  # the configuration port's modeled time, not a stand-in for work
             wait_until(t0 + modeled)
-        self.ledger.add_pr(modeled)
-        k = int(spec.extra.get("slot", -1))
-        if not 0 <= k < len(self.slots):
-            raise RuntimeError(f"{bitstream.bitfile_name}: partial for slot {k}, the shell has "
-                               f"{len(self.slots)} slots")
         with self.lock:  # the partial lands in the partition it was built for, as on a board
             self.slots[k].install(rm)
             self._propagate()
+        self.ledger.add_pr(modeled)  # counted once it took effect
         self._pending_partial = (bitstream.bitfile_name, k)
 
     def update_partial_region(self, hier: str, parser: Any) -> None:
