@@ -36,8 +36,6 @@ FPGA_OPS = frozenset({
     "sub", "upsample",
 })
 
-#: Bits per weight/activation assumed by the FPGA model (hls4ml's default ap_fixed<16,6>).
-FPGA_BITS = 16
 
 
 # --------------------------------------------------------------------------- the table
@@ -196,62 +194,33 @@ def _cpu_inputs(lg: LayerGraph, batch: int) -> dict[str, tuple]:
 
 
 def fpga_model(lg: LayerGraph, board: Board) -> dict[str, dict[str, Any]]:
-    """Modeled cycles/resources per layer for an hls4ml io_stream implementation.
+    """Modeled cycles/resources per layer, as if each layer were an RM of its own.
 
-    The model (docs/cost-model.md): a layer with ``M`` multiplies per output
-    position gets reuse factor ``R = ceil(M / DSP_slot)`` so one layer alone fits
-    the slot's DSPs; a dense layer then accepts a vector every ``R`` cycles, a
-    convolution a pixel every ``R`` cycles; other layers pass one stream beat
-    (pixel or vector) per cycle. Latency adds a small pipeline depth.
-    Resources: ``ceil(M/R)`` DSPs, weights in BRAM (18 Kb blocks) when ``R > 1``
-    else in LUTs, and LUT/FF figures per multiplier; all *modeled*.
+    The same estimate the overlay builder uses for its RMs
+    (``hwpart.overlay.resources``, documented in docs/cost-model.md and
+    docs/overlays.md), and the same rule for which layers an RM can hold
+    (``hwpart.overlay.candidates.unsupported_reason``), so the partitioner never
+    offers the FPGA a layer the overlay builder would refuse. All *modeled*.
     """
+    from hwpart.overlay.candidates import unsupported_reason
+    from hwpart.overlay.resources import estimate_group
+
     clock_hz = board.clocks.pl_mhz * 1e6
-    dsp_slot = max(1, board.slots.resources.dsp)
     out: dict[str, dict[str, Any]] = {}
     for n in lg.compute_nodes:
-        d = lg.dag.nodes[n]
-        op = d["op"]
-        if op not in FPGA_OPS:
-            out[n] = {"supported": False,
-                      "reason": f"op '{op}' has no hls4ml PyTorch converter"}
+        why = unsupported_reason(lg, n)
+        if why is not None:
+            out[n] = {"supported": False, "reason": why}
             continue
-        shape = d["out_shape"]
-        numel = math.prod(shape[1:]) if len(shape) > 1 else 1
-        positions = math.prod(shape[2:]) if len(shape) > 2 else 1  # pixels per sample
-        mults = d["macs"] // max(1, positions)  # multiplies per output position
-        weights = d["param_bytes"] // 4
-        if mults > 0 and op in ("linear", "conv1d", "conv2d"):
-            reuse = max(1, math.ceil(mults / dsp_slot))
-            cycles = positions * reuse
-            depth = reuse + math.ceil(math.log2(mults + 1)) + 3
-            dsp = math.ceil(mults / reuse)
-            wbits = weights * FPGA_BITS
-            bram = math.ceil(wbits / 18432) if reuse > 1 else 0
-            lut = 40 * dsp + (0 if reuse > 1 else wbits // 4) + 200
-        else:
-            reuse = 1
-            cycles = positions if len(shape) > 2 else 1
-            depth = 4 + (math.ceil(math.log2(numel + 1)) if op == "softmax" else 0)
-            dsp = 0
-            bram = 1 if op == "softmax" else 0  # exp/inv lookup tables
-            lut = 20 * (shape[1] if len(shape) > 1 else 1) + 100
-            if op in ("maxpool2d", "avgpool2d", "conv2d"):
-                bram += 1
-        ff = int(1.5 * lut)
+        est = estimate_group(lg, [n], board)
         out[n] = {
-            "supported": True, "reuse": reuse, "ii_cycles": int(cycles),
-            "latency_cycles": int(cycles + depth),
-            "resources": {"lut": int(lut), "ff": ff, "dsp": int(dsp), "bram_18k": int(bram),
-                          "uram": 0},
-            "seconds": (cycles + depth) / clock_hz,
+            "supported": True, "reuse": est.layers[0].reuse, "ii_cycles": est.ii_cycles,
+            "latency_cycles": est.latency_cycles, "resources": est.resources.as_dict(),
+            "seconds": est.latency_cycles / clock_hz, "source": est.source,
         }
-        fits = {k: v for k, v in out[n]["resources"].items()
-                if v > getattr(board.slots.resources, k)}
-        if fits:
-            need = ", ".join(f"{k} {v} > {getattr(board.slots.resources, k)}"
-                             for k, v in fits.items())
-            out[n].update(supported=False, reason=f"needs more than one slot ({need})")
+        if not est.fits(board):
+            out[n].update(supported=False,
+                          reason=f"needs more than one slot ({est.over_text(board)})")
     return out
 
 
