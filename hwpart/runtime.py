@@ -147,6 +147,7 @@ class Pipeline:
         self.monitor = monitor if monitor is not None else Monitor(interval_s=None)
         self.join_timeout_s = join_timeout_s
         self._handles: list[Route] = []
+        self._stuck: list[threading.Thread] = []  # workers that outlived the join time-out
         routes: dict[str, Route] = {}
         try:
             for stage in staged.stages:
@@ -173,6 +174,10 @@ class Pipeline:
         return route
 
     def close(self) -> None:
+        if any(th.is_alive() for th in self._stuck):
+            # a device call that never returned still uses its handle: unloading it
+            # underneath would crash that call; the handles go with the process
+            return
         handles, self._handles = self._handles, []
         for r in reversed(handles):
             try:
@@ -240,6 +245,8 @@ class Pipeline:
             self._join(run)
             self.next_seq += run.issued
             snap = mon.stop() if owns_monitor else mon.snapshot()
+        if run.error is not None:  # set while joining: a stage that never returned
+            raise run.error
         first = mon.first_t
         wall = (run.t_end - first) if (run.t_end is not None and first is not None) else 0.0
         return RunResult(run.outputs, snap, wall, mon.samples, batch, list(mon.history))
@@ -345,11 +352,12 @@ class Pipeline:
         for th in self._threads:
             if th.ident is not None:
                 th.join(timeout=max(0.0, deadline - time.monotonic()))
-        stuck = [th.name for th in self._threads if th.is_alive()]
+        self._stuck = [th for th in self._threads if th.is_alive()]
         self._threads = []
-        if stuck and run.error is None:
-            run.error = DeviceError(f"threads did not stop within {self.join_timeout_s}s: "
-                                    f"{', '.join(stuck)} (a device call that never returns)")
+        if self._stuck and run.error is None:
+            run.error = DeviceError(
+                f"threads did not stop within {self.join_timeout_s}s: "
+                f"{', '.join(th.name for th in self._stuck)} (a device call that never returns)")
 
     @property
     def threads(self) -> list[threading.Thread]:

@@ -175,6 +175,41 @@ def test_a_failing_stage_is_named_and_the_run_ends_cleanly():
     assert max(mods[0].seen) < 37 + 4 * 3 + 5  # the upstream stage stopped soon after
 
 
+class Hanging(CpuDevice):
+    """A device whose call for batch 3 never returns until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__(name="hanging")
+        self.release = threading.Event()
+        self.unloads = 0
+
+    def run(self, handle, env):
+        if int(env["x"][0]) == 3:
+            self.release.wait(10)
+        return super().run(handle, env)
+
+    def unload(self, handle):
+        self.unloads += 1
+        super().unload(handle)
+
+
+def test_a_stage_that_never_returns_is_reported_and_its_handle_kept():
+    dev = Hanging()
+    pipe = Pipeline(synthetic([Synthetic(), Synthetic(fail_at=2)]), {"cpu": dev},
+                    join_timeout_s=0.3)
+    try:
+        with pytest.raises(DeviceError, match="boom on sample 2"):
+            pipe.run(torch.arange(20), batch=1)
+        assert [th.name for th in pipe._stuck] == ["hwpart-stage0"]
+        pipe.close()
+        assert dev.unloads == 0  # the hung call still uses its handle
+    finally:
+        dev.release.set()
+        for th in pipe._stuck:
+            th.join(5)
+    assert not pipeline_threads()
+
+
 def test_a_failing_source_is_reported():
     def source():
         yield (torch.tensor([0]),)
