@@ -385,8 +385,11 @@ def device_summary(history: Sequence[Snapshot]) -> dict[str, dict[str, float | N
                      if name in s.devices and s.devices[name].get(key) is not None]
             w = sum(dt for _, dt in pairs)
             row[f"{key}_mean"] = (sum(v * dt for v, dt in pairs) / w) if w > 0 else None
-        energies = [s.devices[name].get("energy_j") for s in history if name in s.devices]
-        row["energy_j"] = next((e for e in reversed(energies) if e is not None), None)
+        # devices count energy since they were first read (warm-up and earlier runs
+        # included): the run's own energy is the rise between its first and last reads
+        energies = [e for s in history if name in s.devices
+                    if (e := s.devices[name].get("energy_j")) is not None]
+        row["energy_j"] = energies[-1] - energies[0] if len(energies) >= 2 else None
         mems = [s.devices[name].get("mem_used_b") for s in history if name in s.devices]
         known = [m for m in mems if m is not None]
         row["mem_used_peak_b"] = max(known) if known else None

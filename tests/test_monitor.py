@@ -159,3 +159,17 @@ def test_live_view_runs_during_a_pipeline():
         pipe.run(torch.arange(100), batch=1)
     text = out.getvalue()
     assert "stage0" in text and "100/100 samples" in text
+
+
+def test_run_energy_is_the_rise_over_the_run_not_the_device_total():
+    from hwpart.monitor import Snapshot, device_summary
+
+    none = LatencySummary.of([], 0.0)
+
+    def snap(e):
+        return Snapshot(0, 0.0, 0.5, 0, 0, None, None, none, none, [],
+                        {"gpu": {"energy_j": e, "util": 0.5}})
+
+    history = [snap(1000.0), snap(1010.0), snap(1025.0)]  # 1000 J before this run began
+    assert device_summary(history)["gpu"]["energy_j"] == 25.0
+    assert device_summary(history[:1])["gpu"]["energy_j"] is None
