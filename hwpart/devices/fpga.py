@@ -398,7 +398,7 @@ class FpgaDevice:
             lout = plan.rms[-1].spec.layout_out(self.word_bits)
             inb, outb = self._buffers(plan, n, lin.sample_bytes, lout.sample_bytes)
             inb[:] = lin.pack(rows)
-            self._transfer(plan, inb, outb)
+            self._transfer(plan, inb, outb, n)
             y = lout.unpack(outb, n)
         return from_stream(y, plan.out_shape).astype(np.float32, copy=False)
 
@@ -414,8 +414,17 @@ class FpgaDevice:
             plan.buffers[n] = (inb, outb)
         return plan.buffers[n]
 
-    def _transfer(self, plan: _Plan, inb: Any, outb: Any) -> None:
-        """Both DMA channels through their public PYNQ API, with our own time-out."""
+    def _modeled_s(self, plan: _Plan, inb: Any, outb: Any, n: int) -> float:
+        """Modeled time of one transfer on the simulated board (DMA both ways + RMs); 0 on a board."""
+        if self.sim is None:
+            return 0.0
+        t = self.sim.timing
+        return (t.dma_s(int(inb.nbytes)) + t.dma_s(int(outb.nbytes))
+                + sum(t.rm_s(r.spec.cycles(n)) for r in plan.rms))
+
+    def _transfer(self, plan: _Plan, inb: Any, outb: Any, n: int) -> None:
+        """Both DMA channels through their public PYNQ API, with our own time-out:
+        ``timeout_s`` beyond the transfer's modeled time (see :meth:`_modeled_s`)."""
         slot, rm = plan.slots[-1], "->".join(r.spec.name for r in plan.rms)
         recv, send = self.dma.recvchannel, self.dma.sendchannel
         sg = bool(int(self.dma.description["parameters"].get("c_include_sg", 0)))
@@ -425,7 +434,7 @@ class FpgaDevice:
         try:
             recv.transfer(outb)
             send.transfer(inb)
-            deadline = time.perf_counter() + self.timeout_s
+            deadline = time.perf_counter() + self._modeled_s(plan, inb, outb, n) + self.timeout_s
             for ch, what, sr in ((send, "MM2S", 0x04), (recv, "S2MM", 0x34)):
                 while not ch.idle:
                     if ch.error:
@@ -437,6 +446,7 @@ class FpgaDevice:
                     if time.perf_counter() > deadline:
                         self._recover()
                         raise DmaTimeout(f"{what} transfer did not complete in {self.timeout_s} s "
+                                         "beyond its modeled time "
                                          "(slot decoupled or empty, route missing, or RM hung)",
                                          slot, rm)
                 with warnings.catch_warnings():  # SG wait() calls the deprecated buffer.close()
