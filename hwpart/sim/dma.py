@@ -248,10 +248,10 @@ class AxiDmaModel:
         start = max(ch._issued, ch.busy_until)
         ch.waiting = len(packets)
         total = sum(p.size for p in packets)
-        modeled = self.timing.dma_s(total)
+        modeled = sum(self.timing.dma_s(p.size) for p in packets)  # latency per packet
         t = start
         for data in packets:
-            t += self.timing.dma_s(data.size) if len(packets) > 1 else modeled
+            t += self.timing.dma_s(data.size)
 
             def accepted(t_acc: float, _ch: Channel = ch) -> None:
                 _ch.waiting -= 1
