@@ -268,3 +268,22 @@ def test_crashing_c_simulation_rejects_only_that_rm(cache):
            "classifier": False, "precisions": [hls.DEFAULT_PRECISIONS[0]], "cache": str(cache)}
     out = _run_jobs([job], 1, None)
     assert out["rm9"]["trials"] == [] and "crashed" in out["rm9"]["error"]
+
+
+def test_seal_twice_replaces_entries(bundles, tmp_path):
+    from hwpart.overlay.build import seal
+
+    b = _copy(bundles["jet-pynq-z2"].bundle, tmp_path)
+    m = load_manifest(b)
+    outs = [m.shell.bitstream, m.shell.hwh]
+    outs += [q for r in m.rms for p in r.partials.values() for q in (p, p[:-4] + ".hwh")]
+    for rnd in ("first", "second"):  # fake Vivado outputs, rebuilt between the seals
+        for q in outs:
+            (b / q).parent.mkdir(parents=True, exist_ok=True)
+            (b / q).write_text(f"{rnd} build of {q}\n")
+        sealed = seal(b)
+    paths = [f.path for f in sealed.all_files()]
+    assert sealed.status == "built"
+    assert sorted(set(paths)) == sorted(paths)
+    assert set(outs) <= set(paths)
+    load_manifest(b)  # every sha256 matches the second build

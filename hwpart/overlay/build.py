@@ -486,21 +486,27 @@ def run_vivado(bundle: Path) -> str:
 
 
 def seal(bundle: Path) -> Manifest:
-    """Record Vivado's outputs (full + partial bitstreams, .hwh) with their sha256."""
-    m = load_manifest(bundle)
+    """Record Vivado's outputs (full + partial bitstreams, .hwh) with their sha256.
+
+    Sealing again (after Vivado rebuilt the bitstreams) replaces the earlier entries, so
+    the manifest is read without checking them and each file is listed once.
+    """
+    m = load_manifest(bundle, verify=False)
     wanted = [m.shell.bitstream, m.shell.hwh]
     missing = [w for w in wanted if not (bundle / w).is_file()]
     for r in m.rms:
-        for p in r.partials.values():
-            for q in (p, p[:-4] + ".hwh"):
-                if (bundle / q).is_file():
-                    r.files.append(FileEntry(q, sha256_file(bundle / q), "bitstream"
-                                             if q.endswith(".bit") else "hwh"))
-                else:
-                    missing.append(q)
+        sealed = [q for p in r.partials.values() for q in (p, p[:-4] + ".hwh")]
+        r.files = [f for f in r.files if f.path not in sealed]
+        for q in sealed:
+            if (bundle / q).is_file():
+                r.files.append(FileEntry(q, sha256_file(bundle / q), "bitstream"
+                                         if q.endswith(".bit") else "hwh"))
+            else:
+                missing.append(q)
     if missing:
         raise OverlayError(f"{bundle}: Vivado outputs missing: {', '.join(missing[:4])}; "
                            "run vivado/build_all.tcl first")
+    m.shell.files = [f for f in m.shell.files if f.path not in wanted]
     for w in wanted:
         m.shell.files.append(FileEntry(w, sha256_file(bundle / w),
                                        "bitstream" if w.endswith(".bit") else "hwh"))
