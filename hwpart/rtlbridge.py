@@ -473,7 +473,9 @@ class _RtlBoardMixin:
     # -- host side (the bridge thread)
 
     def _in_shell(self, a: int) -> bool:
-        return 0 <= a - self.base < 0x1_0000 and not self._in_dma(a)  # type: ignore[attr-defined]
+        from hwpart.sim import hwh
+
+        return 0 <= a - self.base < hwh.DMA_OFFSET and not self._in_dma(a)  # type: ignore[attr-defined]
 
     def _in_dma(self, a: int) -> bool:
         from hwpart.sim import hwh
@@ -483,10 +485,11 @@ class _RtlBoardMixin:
     def _rtl_read(self, a: int) -> int:
         from cocotb.task import resume
 
-        from hwpart.sim.decoupler import RM_ACTIVE, RM_INFO, RM_MAGIC, rm_id
+        from hwpart.sim import hwh
+        from hwpart.sim.regs import RM_ACTIVE, RM_INFO, RM_MAGIC, rm_id
 
         off = a - self.base  # type: ignore[attr-defined]
-        win, reg = off & ~0xFFF, off & 0xFFF
+        win, reg = off - off % hwh.SLOT_STRIDE, off % hwh.SLOT_STRIDE
         if win and RM_INFO <= reg < RM_INFO + 16:
             self.counts["axil_reads"] += 1
             active = resume(self._axil_read)(win + RM_ACTIVE) & 0xFF
@@ -565,7 +568,8 @@ class _RtlBoardMixin:
     def download(self, bitstream: Any, parser: Any = None) -> None:
         from cocotb.task import resume
 
-        from hwpart.sim.decoupler import RM_SELECT
+        from hwpart.sim import hwh
+        from hwpart.sim.regs import RM_SELECT
         from hwpart.sim.rm import read_partial_bit
 
         if not bitstream.partial:  # the full bitstream resets the whole fabric
@@ -582,5 +586,5 @@ class _RtlBoardMixin:
         index = self.bank.rm(spec.name).index
         self.ledger.add_pr(self.timing.pr_s(spec.partial_bytes))  # type: ignore[attr-defined]
         self.counts["rm_selects"] += 1
-        resume(self._axil_write)(0x1000 * (1 + k) + RM_SELECT, index)
+        resume(self._axil_write)(hwh.slot_ctrl_addr(k, base=0) + RM_SELECT, index)
         self._pending_partial = (bitstream.bitfile_name, k)

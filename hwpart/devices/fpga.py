@@ -42,17 +42,24 @@ from hwpart.errors import DeviceError
 from hwpart.graph import LayerGraph
 from hwpart.sim.bundle import Bundle, BundleRM, load_bundle, sha256_file
 from hwpart.sim.fixed import FixedType
+from hwpart.sim.regs import (  # one source for the register maps (PG085, slot control, PG021)
+    DECOUPLE,
+    DMASR_ERRORS,
+    MM2S_DMASR,
+    RM_INFO,
+    RM_MAGIC,
+    RM_RESET,
+    S2MM_DMASR,
+    ST_DECOUPLED,
+    ST_IN_RESET,
+    STATUS,
+    SW_COMMIT,
+    SW_CTRL,
+    SW_DISABLE,
+    SW_MI_MUX,
+    rm_id,
+)
 from hwpart.stages import Stage
-
-# Register maps (PG085 switch; slot control as in sim/README.md; PG021 DMASR bits)
-SW_CTRL, SW_COMMIT, SW_MI, SW_DISABLE = 0x00, 0x02, 0x40, 0x8000_0000
-DECOUPLE, STATUS, RM_RESET, RM_INFO = 0x00, 0x04, 0x0C, 0x800
-ST_DECOUPLED, ST_IN_RESET = 0x1, 0x4
-DMASR_ERRORS = {0x10: "DMAIntErr (internal: length 0 or packet longer than the buffer)",
-                0x20: "DMASlvErr (slave error on the memory interface)",
-                0x40: "DMADecErr (invalid address)", 0x100: "SGIntErr", 0x200: "SGSlvErr",
-                0x400: "SGDecErr (invalid descriptor address)"}
-RM_MAGIC = 0x4D52_5748
 
 
 class FpgaError(DeviceError):
@@ -346,8 +353,6 @@ class FpgaDevice:
             slot.mmio.write(RM_RESET, 0)
             self._poll(lambda: not slot.mmio.read(STATUS) & ST_IN_RESET, k, rm_name, "reset")
             slot.mmio.write(DECOUPLE, 0)
-            from hwpart.sim.decoupler import rm_id
-
             magic, ident = slot.mmio.read(RM_INFO), slot.mmio.read(RM_INFO + 4)
             if magic != RM_MAGIC or ident != rm_id(rm_name):
                 raise FpgaError(f"after pr_download the slot reports RM id 0x{ident:08x} "
@@ -374,7 +379,7 @@ class FpgaDevice:
                 mux[1 + c] = 1 + a
             mux[0] = 1 + slots[-1]
         for i, v in enumerate(mux):
-            self.switch.write(SW_MI + 4 * i, v)
+            self.switch.write(SW_MI_MUX + 4 * i, v)
         self.switch.write(SW_CTRL, SW_COMMIT)
         self._route = slots
 
@@ -435,7 +440,7 @@ class FpgaDevice:
             recv.transfer(outb)
             send.transfer(inb)
             deadline = time.perf_counter() + self._modeled_s(plan, inb, outb, n) + self.timeout_s
-            for ch, what, sr in ((send, "MM2S", 0x04), (recv, "S2MM", 0x34)):
+            for ch, what, sr in ((send, "MM2S", MM2S_DMASR), (recv, "S2MM", S2MM_DMASR)):
                 while not ch.idle:
                     if ch.error:
                         st = self.dma.mmio.read(sr)

@@ -29,19 +29,24 @@ what lets PYNQ see the partition as a hierarchy it can ``pr_download`` into):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
+from hwpart.sim.regs import (  # noqa: F401  (the map, re-exported for callers of this model)
+    DECOUPLE,
+    NUM_RMS,
+    RM_ACTIVE,
+    RM_INFO,
+    RM_MAGIC,
+    RM_RESET,
+    RM_SELECT,
+    ST_DECOUPLED,
+    ST_IN_RESET,
+    ST_RP_IDLE,
+    STATUS,
+    rm_id,
+)
+from hwpart.sim.regs import RM_EMPTY as EMPTY
 from hwpart.sim.rm import SimRM
-
-DECOUPLE, STATUS, RM_SELECT, RM_RESET, RM_ACTIVE, NUM_RMS = 0x00, 0x04, 0x08, 0x0C, 0x10, 0x14
-RM_INFO = 0x800
-RM_MAGIC = 0x4D52_5748  # 'HWRM' little-endian
-EMPTY = 0xFF
-
-
-def rm_id(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
 @dataclass
@@ -65,7 +70,7 @@ class SlotModel:
 
     def status(self) -> int:
         # packets never stay inside the RP here, so it is idle whenever it is read
-        return (1 if self.decouple else 0) | 0b10 | (0b100 if self.reset else 0)
+        return (ST_DECOUPLED if self.decouple else 0) | ST_RP_IDLE | (ST_IN_RESET if self.reset else 0)
 
     def install(self, rm: SimRM) -> None:
         """A partial bitstream landed: the RM joins the bank and becomes active."""

@@ -30,22 +30,35 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwpart.sim.ddr import DDR, DecodeError
+from hwpart.sim.regs import (
+    ADDR,
+    ADDR_MSB,
+    CURDESC,
+    CURDESC_MSB,
+    D_CMPLT,
+    D_EOF,
+    D_SOF,
+    DLY_IRQ,
+    DMA_DEC_ERR,
+    DMA_INT_ERR,
+    DMACR,
+    DMASR,
+    ERR_IRQ,
+    HALTED,
+    IDLE,
+    IOC_IRQ,
+    LEN_MASK,
+    LENGTH,
+    RESET,
+    RS,
+    S2MM_OFFSET,
+    SG_DEC_ERR,
+    SG_INCLD,
+    SG_INT_ERR,
+    TAILDESC,
+    TAILDESC_MSB,
+)
 from hwpart.sim.timing import ModeledLedger, TimingModel, TransferRecord
-
-DMACR, DMASR, CURDESC, CURDESC_MSB, TAILDESC, TAILDESC_MSB = 0x00, 0x04, 0x08, 0x0C, 0x10, 0x14
-ADDR, ADDR_MSB, LENGTH = 0x18, 0x1C, 0x28
-S2MM_OFFSET = 0x30
-
-RS, RESET = 1 << 0, 1 << 2
-HALTED, IDLE, SG_INCLD = 1 << 0, 1 << 1, 1 << 3
-DMA_INT_ERR, DMA_SLV_ERR, DMA_DEC_ERR = 1 << 4, 1 << 5, 1 << 6
-SG_INT_ERR, SG_SLV_ERR, SG_DEC_ERR = 1 << 8, 1 << 9, 1 << 10
-IOC_IRQ, DLY_IRQ, ERR_IRQ = 1 << 12, 1 << 13, 1 << 14
-ERRORS = 0x770
-
-D_SOF, D_EOF, D_CMPLT = 1 << 27, 1 << 26, 1 << 31
-D_INT_ERR, D_DEC_ERR = 1 << 28, 1 << 30
-LEN_MASK = 0x03FF_FFFF
 
 
 @dataclass

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CTRL = 0x00
-MI_MUX = 0x40
-COMMIT = 1 << 1
-DISABLE = 1 << 31
+from hwpart.sim.regs import SW_COMMIT as COMMIT
+from hwpart.sim.regs import SW_CTRL as CTRL
+from hwpart.sim.regs import SW_DISABLE as DISABLE
+from hwpart.sim.regs import SW_MI_MUX as MI_MUX
 
 
 @dataclass
