@@ -453,14 +453,20 @@ def render(snap: Snapshot) -> Any:
     for col in ("device", "util", "power", "energy", "memory", "modeled busy"):
         dt.add_column(col, justify="left" if col == "device" else "right")
     for name, m in snap.devices.items():
-        mem = m.get("mem_used_b")
-        modeled = m.get("modeled_busy_s")
-        util = fmt_pct(m.get("util")) + (" (modeled)" if modeled is not None else "")
-        dt.add_row(name, util, fmt_num(m.get("power_w"), "W"), fmt_num(m.get("energy_j"), "J"),
-                   "n/a" if mem is None else fmt_num(mem, "B"),
-                   "-" if modeled is None else fmt_s(modeled))
+        dt.add_row(*device_row(name, m.get("util"), m.get("power_w"), m.get("energy_j"),
+                               m.get("mem_used_b"), m.get("modeled_busy_s")))
     parts.append(dt)
     return Group(*parts)
+
+
+def device_row(name: str, util: float | None, power_w: float | None, energy_j: float | None,
+               mem_b: float | None, modeled_s: float | None) -> tuple[str, ...]:
+    """One device's table cells (live view and end-of-run summary): util (marked
+    modeled on simulated devices), power, energy, memory, modeled busy time."""
+    return (name, fmt_pct(util) + (" (modeled)" if modeled_s is not None else ""),
+            fmt_num(power_w, "W"), fmt_num(energy_j, "J"),
+            "n/a" if mem_b is None else fmt_num(mem_b, "B"),
+            "-" if modeled_s is None else fmt_s(modeled_s))
 
 
 class LiveView:

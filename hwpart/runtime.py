@@ -39,6 +39,7 @@ from hwpart.monitor import (
     LatencySummary,
     Monitor,
     Snapshot,
+    device_row,
     device_summary,
     fmt_num,
     fmt_pct,
@@ -664,12 +665,10 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
                 "modeled busy / sample"):
         d.add_column(col, justify="left" if col == "device" else "right")
     for name, m in report["devices"].items():
-        mem = m.get("mem_used_peak_b")
         modeled = m.get("modeled_busy_s")
-        util = fmt_pct(m.get("util_mean")) + (" (modeled)" if modeled is not None else "")
-        d.add_row(name, util, fmt_num(m.get("power_w_mean"), "W"),
-                  fmt_num(m.get("energy_j"), "J"), "n/a" if mem is None else fmt_num(mem, "B"),
-                  "-" if modeled is None else fmt_s(modeled / max(1, report["samples"])))
+        d.add_row(*device_row(name, m.get("util_mean"), m.get("power_w_mean"),
+                              m.get("energy_j"), m.get("mem_used_peak_b"),
+                              None if modeled is None else modeled / max(1, report["samples"])))
     console.print(d)
     if any(m.get("modeled_busy_s") is not None for m in report["devices"].values()):
         console.print("[dim]simulated devices: 'modeled' figures come from the board's timing "
