@@ -11,6 +11,7 @@ import torch
 from examples import example_graph
 
 from hwpart.devices import (
+    METRIC_KEYS,
     CpuDevice,
     Device,
     GpuDevice,
@@ -59,8 +60,7 @@ def test_unavailable_kind_is_refused_with_its_reason():
         get_device("gpu")
     dev = GpuDevice()
     assert dev.capabilities(example_graph("jet_tagger")) == set()
-    assert dev.metrics() == dict.fromkeys(("util", "power_w", "energy_j", "mem_used_b",
-                                           "mem_total_b"))
+    assert dev.metrics() == dict.fromkeys(METRIC_KEYS)
 
 
 class NumpyDmaDevice:

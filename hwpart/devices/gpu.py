@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from hwpart.devices.base import LoadedStage, Metrics, merge_outputs
+from hwpart.devices.base import METRIC_KEYS, LoadedStage, Metrics, merge_outputs
 from hwpart.graph import LayerGraph
 from hwpart.stages import Stage
 
@@ -134,7 +134,7 @@ class GpuDevice:
     # ------------------------------------------------------------------ metrics
 
     def metrics(self) -> Metrics:
-        out: Metrics = dict.fromkeys(("util", "power_w", "energy_j", "mem_used_b", "mem_total_b"))
+        out: Metrics = dict.fromkeys(METRIC_KEYS)
         try:
             h = self._handle()
         except Exception:
