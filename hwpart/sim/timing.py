@@ -46,29 +46,24 @@ class TransferRecord:
 
 @dataclass
 class TimingModel:
-    """Per-board prices, all modeled (see the module docstring)."""
+    """Per-board prices, all modeled (see the module docstring): the board's own
+    formulas (:class:`hwpart.boards.Link`, :class:`hwpart.boards.ConfigPort`), one source."""
 
-    pl_mhz: float
-    dma_bandwidth_mb_s: float
-    dma_latency_us: float
-    config_mb_s: float
-    partial_bytes: int
+    board: Board
     pace: bool = field(default_factory=pace_default)
 
     @classmethod
     def from_board(cls, board: Board, pace: bool | None = None) -> TimingModel:
-        return cls(board.clocks.pl_mhz, board.dma.bandwidth_mb_s, board.dma.latency_us,
-                   board.config_port.throughput_mb_s, board.slots.partial_bitstream_bytes,
-                   pace_default() if pace is None else pace)
+        return cls(board, pace_default() if pace is None else pace)
 
     def dma_s(self, nbytes: int) -> float:
-        return self.dma_latency_us * 1e-6 + nbytes / (self.dma_bandwidth_mb_s * 1e6)
+        return self.board.dma.link.transfer_s(nbytes)
 
     def rm_s(self, cycles: float) -> float:
-        return cycles / (self.pl_mhz * 1e6)
+        return cycles / (self.board.clocks.pl_mhz * 1e6)
 
     def pr_s(self, nbytes: int | None = None) -> float:
-        return (self.partial_bytes if nbytes is None else nbytes) / (self.config_mb_s * 1e6)
+        return self.board.swap_s() if nbytes is None else self.board.config_port.load_s(nbytes)
 
 
 class ModeledLedger:
