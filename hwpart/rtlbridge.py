@@ -382,20 +382,10 @@ def make_rtl_board(dut: Any, bank: GeneratedBank, board: str = "pynq-z2") -> Any
     Call from a cocotb test (the simulator's thread); then run the host code in
     a ``cocotb.task.bridge`` thread.
     """
-    import pynq
-
-    from hwpart.sim import board as simboard
+    from hwpart.sim.board import activate
 
     cls = type("RtlBoard", (_RtlBoardMixin, _board_base()), {"__doc__": _RtlBoardMixin.__doc__})
-    rtl = cls(dut, bank, board)
-    simboard._INSTALLED[:] = [rtl]  # as hwpart.sim.board.install does for the simulated board
-    for c in (pynq.Device, type(rtl), _board_base()):
-        for attr in ("_devices", "_active_device"):
-            if attr in c.__dict__:
-                delattr(c, attr)
-    pynq.Device.active_device = rtl
-    simboard._standins(rtl)
-    return rtl
+    return activate(cls(dut, bank, board))
 
 
 class _RtlBoardMixin:

@@ -332,15 +332,20 @@ def install(board: Board | str = "pynq-z2", pace: bool | None = None,
     Clears PYNQ's device cache (``Device.devices`` is probed once and kept), so
     it may be called after PYNQ has already looked for devices.
     """
-    sim = SimBoard(board, pace=pace, ddr_mb=ddr_mb, batch=batch)
-    _INSTALLED[:] = [sim]
-    for cls in (pynq.Device, SimBoard):
+    return activate(SimBoard(board, pace=pace, ddr_mb=ddr_mb, batch=batch))
+
+
+def activate(dev: SimBoard) -> SimBoard:
+    """Make ``dev`` (a :class:`SimBoard` or a subclass, e.g. the RTL bridge's) the one
+    device PYNQ probes and its active device, with the off-board stand-ins; returns it."""
+    _INSTALLED[:] = [dev]
+    for cls in {pynq.Device, SimBoard, type(dev)}:
         for attr in ("_devices", "_active_device"):
             if attr in cls.__dict__:
                 delattr(cls, attr)
-    pynq.Device.active_device = sim
-    _standins(sim)
-    return sim
+    pynq.Device.active_device = dev
+    _standins(dev)
+    return dev
 
 
 def installed() -> SimBoard | None:
