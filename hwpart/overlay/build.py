@@ -199,9 +199,9 @@ def _isolated(job: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def _project(m, g: Group, precision: str, reuse: dict[str, int], board: Board,
              cache: Path) -> Path:
     """The per-board hls4ml project (sources for Vitis HLS), cached by content."""
-    text = json.dumps([hls.module_digest(m, g.in_shape), precision, reuse, board.part,
-                       board.clocks.pl_mhz, g.name,
-                       hashlib.sha256(Path(hls.__file__).read_bytes()).hexdigest()])
+    # csim_key covers the slice, precision, hls4ml version and hls.py's own source
+    text = json.dumps([hls.csim_key(hls.module_digest(m, g.in_shape), precision), reuse,
+                       board.part, board.clocks.pl_mhz, g.name])
     key = hashlib.sha256(text.encode()).hexdigest()[:20]
     d = cache / "prj" / key
     if not (d / "done").is_file():

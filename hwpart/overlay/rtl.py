@@ -122,7 +122,10 @@ class RTLResult:
 def rtl_key(digest: str, precision: str, latency_cutoff: float) -> str:
     import da4ml
 
-    text = f"{digest}|{precision}|{latency_cutoff}|da4ml {da4ml.__version__}|fmt {_RTL_FORMAT}"
+    # this file's own hash: a change to make_forward must not reuse old Verilog or verdicts
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    text = (f"{digest}|{precision}|{latency_cutoff}|da4ml {da4ml.__version__}|{own}"
+            f"|fmt {_RTL_FORMAT}")
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
