@@ -287,3 +287,19 @@ def test_seal_twice_replaces_entries(bundles, tmp_path):
     assert sorted(set(paths)) == sorted(paths)
     assert set(outs) <= set(paths)
     load_manifest(b)  # every sha256 matches the second build
+
+
+def test_warm_only_search_loads_no_new_library(tmp_path):
+    """A job runs in the parent only while every library it reaches has run before."""
+    from torch import nn
+
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3)).astype(np.float32)
+    m = nn.Sequential(nn.Linear(3, 2)).eval()
+    job = {"name": "rm0", "module": m, "in_shape": (3,), "out_shape": (2,), "x_in": x,
+           "ref": m(torch.as_tensor(x)).detach().numpy(), "tolerance": 0.1,
+           "classifier": False, "precisions": list(hls.DEFAULT_PRECISIONS),
+           "cache": str(tmp_path)}
+    assert not hls.job_is_warm(job)
+    assert hls.run_job(job, warm_only=True) is None
+    assert not (tmp_path / "csim").exists()  # nothing compiled in this process
+

@@ -158,12 +158,13 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int,
     out: dict[str, dict[str, Any]] = {}
     cold = []
     for job in jobs:
-        if hls.job_is_warm(job):
-            out[job["name"]] = hls.run_job(job)
-            if progress:
-                progress(job["name"], "C simulation checked (cached)", 0.7)
-        else:
+        res = hls.run_job(job, warm_only=True) if hls.job_is_warm(job) else None
+        if res is None:  # a library that has not run before: only in a child process
             cold.append(job)
+            continue
+        out[job["name"]] = res
+        if progress:
+            progress(job["name"], "C simulation checked (cached)", 0.7)
     if not cold:
         return out
     ctx = multiprocessing.get_context("spawn")

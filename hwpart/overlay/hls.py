@@ -191,9 +191,9 @@ def csim_key(digest: str, precision: str) -> str:
 
 
 def compile_csim(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                 precision: str, cache: Path) -> CSimArtifact:
+                 precision: str, cache: Path, digest: str | None = None) -> CSimArtifact:
     """Compile (or find in ``cache``) the C simulation library of one slice."""
-    key = csim_key(module_digest(m, in_shape), precision)
+    key = csim_key(digest or module_digest(m, in_shape), precision)
     d = cache / "csim" / key
     meta = d / "artifact.json"
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
@@ -301,14 +301,26 @@ class Trial:
     key: str
 
 
+class NotWarm(Exception):
+    """A warm-only search reached a precision whose library has not run before."""
+
+
 def search_precision(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
                      x_in: np.ndarray, ref: np.ndarray, tolerance: float, classifier: bool,
-                     precisions: tuple[str, ...], cache: Path) -> list[Trial]:
-    """Compile and check each precision in turn; stop at the first within tolerance."""
+                     precisions: tuple[str, ...], cache: Path,
+                     warm_only: bool = False, digest: str | None = None) -> list[Trial]:
+    """Compile and check each precision in turn; stop at the first within tolerance.
+
+    With ``warm_only``, raise :class:`NotWarm` instead of compiling or loading a
+    library that has not run before (the caller then runs the search in a child).
+    """
     trials: list[Trial] = []
     xs = to_stream(x_in)
+    digest = digest or module_digest(m, in_shape)
     for prec in precisions:
-        art = compile_csim(m, in_shape, out_shape, prec, cache)
+        if warm_only and not _warm(cache, digest, prec):
+            raise NotWarm(prec)
+        art = compile_csim(m, in_shape, out_shape, prec, cache, digest=digest)
         y = CSim(art.library, art.top, art.n_in, art.n_out).predict(xs)
         (art.directory / EVALUATED).touch()
         acc = accuracy(from_stream(y, out_shape), ref, classifier)
@@ -324,21 +336,28 @@ def search_precision(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[i
 EVALUATED = "evaluated"
 
 
+def _warm(cache: Path, digest: str, precision: str) -> bool:
+    d = cache / "csim" / csim_key(digest, precision)
+    return (d / "artifact.json").is_file() and (d / EVALUATED).is_file()
+
+
 def job_is_warm(job: dict[str, Any]) -> bool:
-    """True when every library this job may load is cached and has run before."""
-    digest = module_digest(job["module"], tuple(job["in_shape"]))
-    cache = Path(job["cache"]) / "csim"
-    dirs = [cache / csim_key(digest, p) for p in job["precisions"]]
-    existing = [d for d in dirs if (d / "artifact.json").is_file()]
-    return bool(existing) and existing[0] == dirs[0] and all(
-        (d / EVALUATED).is_file() for d in existing)
+    """True when the search's first library is cached and has run before.
+
+    Only a first check: the search itself, run with ``warm_only``, stops before
+    any later precision that is not warm too (see :func:`run_job`).
+    """
+    digest = job.get("digest") or module_digest(job["module"], tuple(job["in_shape"]))
+    return bool(job["precisions"]) and _warm(Path(job["cache"]), digest, job["precisions"][0])
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any], warm_only: bool = False) -> dict[str, Any] | None:
     """Process-pool entry point: one RM's precision search. Returns plain data.
 
-    It also runs in-process for single or warm jobs, so the thread count it
-    sets for itself is put back: the caller's torch runs must not slow down.
+    It also runs in-process for warm jobs (``warm_only``: returns None, having
+    loaded nothing new, when the search would reach a library that has not run
+    before), so the thread count it sets for itself is put back: the caller's
+    torch runs must not slow down.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -346,7 +365,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         trials = search_precision(job["module"], tuple(job["in_shape"]),
                                   tuple(job["out_shape"]), job["x_in"], job["ref"],
                                   job["tolerance"], job["classifier"],
-                                  tuple(job["precisions"]), Path(job["cache"]))
+                                  tuple(job["precisions"]), Path(job["cache"]),
+                                  warm_only=warm_only, digest=job.get("digest"))
+    except NotWarm:
+        return None
     except Exception as exc:  # hls4ml or g++ refused this slice: reject the RM, keep the rest
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return {"name": job["name"], "trials": [], "error": f"{type(exc).__name__}: {first}"}
