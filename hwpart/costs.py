@@ -93,20 +93,33 @@ class CostTable:
 # --------------------------------------------------------------------------- measuring
 
 
-def capture_node_inputs(lg: LayerGraph, batch: int, seed: int = 0) -> dict[str, tuple]:
-    """Run the graph once and keep each node's actual (args, kwargs) for timing it alone."""
-    seen: dict[str, tuple] = {}
+def capture_values(lg: LayerGraph, x: Any, inputs: Any = None,
+                   outputs: Any = ()) -> tuple[dict[str, tuple], dict[str, Any]]:
+    """Run the graph once on ``x``; keep the (args, kwargs) of the ``inputs`` nodes and
+    the values of the ``outputs`` nodes. ``inputs=None`` keeps every call node's."""
+    want_in = None if inputs is None else set(inputs)
+    want_out = set(outputs)
+    ins: dict[str, tuple] = {}
+    outs: dict[str, Any] = {}
 
     class Recorder(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
-            if n.op in ("call_module", "call_function", "call_method"):
-                args, kwargs = self.fetch_args_kwargs_from_env(n)
-                seen[n.name] = (args, kwargs)
-            return super().run_node(n)
+            if (n.name in want_in if want_in is not None
+                    else n.op in ("call_module", "call_function", "call_method")):
+                ins[n.name] = self.fetch_args_kwargs_from_env(n)
+            out = super().run_node(n)
+            if n.name in want_out:
+                outs[n.name] = out
+            return out
 
     with torch.inference_mode():
-        Recorder(lg.module).run(lg.example_input(batch, seed))
-    return seen
+        Recorder(lg.module).run(x)
+    return ins, outs
+
+
+def capture_node_inputs(lg: LayerGraph, batch: int, seed: int = 0) -> dict[str, tuple]:
+    """Run the graph once and keep each node's actual (args, kwargs) for timing it alone."""
+    return capture_values(lg, lg.example_input(batch, seed))[0]
 
 
 def _node_fn(lg: LayerGraph, name: str) -> Callable[..., Any]:

@@ -41,7 +41,7 @@ from hwpart.devices.base import LoadedStage, Metrics, merge_outputs, register_de
 from hwpart.errors import DeviceError
 from hwpart.graph import LayerGraph
 from hwpart.sim.bundle import Bundle, BundleRM, load_bundle, sha256_file
-from hwpart.sim.fixed import FixedType
+from hwpart.sim.fixed import StreamLayout
 from hwpart.sim.regs import (  # one source for the register maps (PG085, slot control, PG021)
     DECOUPLE,
     DMASR_ERRORS,
@@ -120,11 +120,17 @@ class _Plan:
 
     rms: list[BundleRM]
     slots: list[int]
-    tin: FixedType
-    tout: FixedType
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     buffers: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # batch -> (in, out)
+    layouts: dict[int, tuple[StreamLayout, StreamLayout]] = field(default_factory=dict)
+
+    def layout(self, word_bits: int) -> tuple[StreamLayout, StreamLayout]:
+        """(stream layout in, out) for the shell's DMA word width, built once."""
+        if word_bits not in self.layouts:
+            self.layouts[word_bits] = (self.rms[0].spec.layout_in(word_bits),
+                                       self.rms[-1].spec.layout_out(word_bits))
+        return self.layouts[word_bits]
 
 
 class FpgaDevice:
@@ -212,7 +218,9 @@ class FpgaDevice:
             if len(dma) != 1:
                 raise FpgaError(f"{shell}: expected one AXI DMA in the shell, found {dma}")
             self.dma = getattr(self.ol, dma[0])
-            self.word_bits = int(self.dma.description["parameters"]["c_m_axi_mm2s_data_width"])
+            params = self.dma.description["parameters"]
+            self.word_bits = int(params["c_m_axi_mm2s_data_width"])
+            self.sg = bool(int(params.get("c_include_sg", 0)))
             # the addresses the bundle's manifest records (same map on board, sim and RTL)
             self.switch = pynq.MMIO(b.switch_address, 0x1000, device=self.pdev)
             self._slots = [_Slot(pynq.MMIO(a, 0x1000, device=self.pdev)) for a in b.decouplers]
@@ -287,8 +295,7 @@ class FpgaDevice:
         b = self._load_bundle()
         chain = [b.rm(n) for n in rm_names]
         slots = [(first_slot + i) % b.slots for i in range(len(chain))]
-        return _Plan(chain, slots, chain[0].spec.tin, chain[-1].spec.tout,
-                     tuple(chain[0].spec.in_shape), tuple(chain[-1].spec.out_shape))
+        return _Plan(chain, slots, tuple(chain[0].spec.in_shape), tuple(chain[-1].spec.out_shape))
 
     def run(self, handle: LoadedStage, env: dict[str, Any]) -> dict[str, Any]:
         plan: _Plan = handle.state["plan"]
@@ -399,8 +406,7 @@ class FpgaDevice:
             for r, k in zip(plan.rms, plan.slots, strict=True):
                 self._ensure(k, r)  # another stage may have taken the slot: swap back
             self._set_route(tuple(plan.slots))
-            lin = plan.rms[0].spec.layout_in(self.word_bits)
-            lout = plan.rms[-1].spec.layout_out(self.word_bits)
+            lin, lout = plan.layout(self.word_bits)
             inb, outb = self._buffers(plan, n, lin.sample_bytes, lout.sample_bytes)
             inb[:] = lin.pack(rows)
             self._transfer(plan, inb, outb, n)
@@ -432,9 +438,8 @@ class FpgaDevice:
         ``timeout_s`` beyond the transfer's modeled time (see :meth:`_modeled_s`)."""
         slot, rm = plan.slots[-1], "->".join(r.spec.name for r in plan.rms)
         recv, send = self.dma.recvchannel, self.dma.sendchannel
-        sg = bool(int(self.dma.description["parameters"].get("c_include_sg", 0)))
         for ch in (recv, send):  # simple mode runs between transfers; SG must start halted
-            if not sg and not ch.running:
+            if not self.sg and not ch.running:
                 ch.start()
         try:
             recv.transfer(outb)

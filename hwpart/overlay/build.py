@@ -253,6 +253,10 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
 
     reports: dict[str, RMReport] = {}
     jobs, modules, ios = [], {}, {}
+    fits = [g for g in cand.groups if g.estimate is not None and g.estimate.fits(board)]
+    group_ios = dict(zip([g.name for g in fits],
+                         hls.groups_io(lg, [g.nodes for g in fits], x) if fits else [],
+                         strict=True))  # one run of the model for every group
     for g in cand.groups:
         est = g.estimate
         assert est is not None
@@ -267,7 +271,7 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
                 progress(g.name, "rejected: larger than a slot", 1.0)
             continue
         m = hls.slice_module(lg, g.nodes)
-        x_in, ref = hls.group_io(lg, g.nodes, x)
+        x_in, ref = group_ios[g.name]
         modules[g.name], ios[g.name] = m, (x_in, ref)
         jobs.append({"name": g.name, "module": m, "in_shape": g.in_shape,
                      "out_shape": g.out_shape, "x_in": x_in, "ref": ref,

@@ -271,24 +271,17 @@ def accuracy(y: np.ndarray, ref: np.ndarray, classifier: bool) -> Accuracy:
 
 def group_io(lg: LayerGraph, nodes: list[str], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The group's float input and output activations when the whole model runs on ``x``."""
-    from torch import fx
+    return groups_io(lg, [nodes], x)[0]
 
-    first, last = nodes[0], nodes[-1]
-    seen: dict[str, Any] = {}
 
-    class Recorder(fx.Interpreter):
-        def run_node(self, n: fx.Node) -> Any:
-            out = super().run_node(n)
-            if n.name == first:
-                args, _ = self.fetch_args_kwargs_from_env(n)
-                seen["in"] = args[0]
-            if n.name == last:
-                seen["out"] = out
-            return out
+def groups_io(lg: LayerGraph, groups: list[list[str]],
+              x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each group's float input and output activations, from one run of the model on ``x``."""
+    from hwpart.costs import capture_values
 
-    with torch.no_grad():
-        Recorder(lg.module).run(torch.as_tensor(x, dtype=torch.float32))
-    return seen["in"].numpy(), seen["out"].numpy()
+    ins, outs = capture_values(lg, torch.as_tensor(x, dtype=torch.float32),
+                               inputs=[g[0] for g in groups], outputs=[g[-1] for g in groups])
+    return [(ins[g[0]][0][0].numpy(), outs[g[-1]].numpy()) for g in groups]
 
 
 @dataclass

@@ -16,6 +16,7 @@ so results are bit-identical to the per-sample path (a test checks it).
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import math
@@ -32,6 +33,10 @@ import numpy as np
 from hwpart.sim.fixed import FixedType, StreamLayout, parse_type
 
 BIT_MAGIC = b"HWPART-SIM-PARTIAL 1\n"
+
+# FixedType and StreamLayout are frozen: parse each type string / build each layout once
+_type = functools.lru_cache(maxsize=256)(parse_type)
+_layout = functools.lru_cache(maxsize=256)(StreamLayout)
 
 _WRAPPER = """\
 extern "C" void {top}_float(float *in, float *out);
@@ -68,17 +73,17 @@ class RmSpec:
 
     @property
     def tin(self) -> FixedType:
-        return parse_type(self.in_type)
+        return _type(self.in_type)
 
     @property
     def tout(self) -> FixedType:
-        return parse_type(self.out_type)
+        return _type(self.out_type)
 
     def layout_in(self, word_bits: int) -> StreamLayout:
-        return StreamLayout(self.tin, self.n_in, word_bits)
+        return _layout(self.tin, self.n_in, word_bits)
 
     def layout_out(self, word_bits: int) -> StreamLayout:
-        return StreamLayout(self.tout, self.n_out, word_bits)
+        return _layout(self.tout, self.n_out, word_bits)
 
     def cycles(self, samples: int) -> int:
         return 0 if samples <= 0 else self.latency_cycles + (samples - 1) * self.ii_cycles
