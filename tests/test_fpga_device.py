@@ -269,3 +269,24 @@ def test_two_fpga_stages_share_the_board(jet_bundle):
     assert torch.equal(res.output(), jet_reference(lg, x, jet_rms()))
     assert [s.processed for s in dev.sim.slots] == [12, 12]
     assert dev.sim.switch.commits >= 2
+
+
+def test_swaps_hash_each_file_once_and_a_changed_file_is_rehashed(jet_bundle, tmp_path,
+                                                                    monkeypatch):
+    import hwpart.devices.fpga as fpga_mod
+
+    root = tmp_path / "b"
+    shutil.copytree(jet_bundle.root, root)
+    hashed: list[str] = []
+    real = fpga_mod.sha256_file
+    monkeypatch.setattr(fpga_mod, "sha256_file", lambda p: hashed.append(p.name) or real(p))
+    dev = FpgaDevice(root, fpga="sim", pace=False)
+    dev.run_array(_plan_for(dev, "fc3"), np.zeros((2, 32), np.float32))
+    for rm in ("other32", "fc3", "other32", "fc3"):
+        dev.swap(0, rm)
+    assert hashed.count("slot0_other32.bit") == 1  # verified once, unchanged since
+    bad = root / "partials" / "slot0_other32.bit"
+    bad.write_bytes(bad.read_bytes() + b" ")
+    with pytest.raises(BundleIntegrityError, match="slot0_other32.bit.*sha256"):
+        dev.swap(0, "other32")
+    assert hashed.count("slot0_other32.bit") == 2

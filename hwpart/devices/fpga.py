@@ -157,6 +157,7 @@ class FpgaDevice:
         self._t_metrics = time.perf_counter()
         self._modeled_last = 0.0
         self.swaps = 0
+        self._verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256)
 
     # ------------------------------------------------------------------ bring-up
 
@@ -235,11 +236,16 @@ class FpgaDevice:
                                        "refusing to download it", slot, rm)
         if not path.is_file():
             raise BundleIntegrityError(f"{path} is missing from the bundle", slot, rm)
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, want)
+        if key in self._verified:  # checked already and unchanged since: no re-hash per swap
+            return
         got = sha256_file(path)
         if got != want:
             raise BundleIntegrityError(
                 f"{path}: sha256 {got[:16]}... does not match the manifest ({want[:16]}...); "
                 "refusing to download it (rebuild or re-deploy the bundle)", slot, rm)
+        self._verified.add(key)
 
     # ------------------------------------------------------------------ Device protocol
 
