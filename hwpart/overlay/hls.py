@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import time
 from collections import OrderedDict
@@ -131,8 +130,12 @@ def _widen_softmax(layer_cfg: dict[str, Any], precision: str) -> None:
     """
     if "exp_table" not in layer_cfg.get("Precision", {}):
         return
-    m = re.match(r"\s*ap_fixed<\s*(\d+)\s*,", precision)
-    width = int(m.group(1)) if m else 16
+    from hwpart.overlay.rtl import FixedType  # the overlay's one ap_fixed parser
+
+    try:
+        width = FixedType.parse(precision).width
+    except ValueError:
+        width = 16
     table = f"ap_fixed<{max(18, width + 2)},8,AP_RND,AP_SAT>"
     for key in ("exp_table", "inv_table", "inv_inp", "accum"):
         layer_cfg["Precision"][key] = table
