@@ -55,7 +55,7 @@ from hwpart.sim.dma import AxiDmaModel, Packet
 from hwpart.sim.hwh import read_shell_bit
 from hwpart.sim.rm import SimRM, read_partial_bit
 from hwpart.sim.switch import SwitchModel
-from hwpart.sim.timing import POLL_SLEEP_S, ModeledLedger, TimingModel, hold_until, wait_until
+from hwpart.sim.timing import POLL_SLEEP_S, ModeledLedger, TimingModel, hold_until
 
 DEFAULT_DDR_MB = 256
 
@@ -92,7 +92,6 @@ def _standins(board: SimBoard) -> None:
 class FabricStats:
     packets_in: int = 0
     packets_out: int = 0
-    held: int = 0  # packets waiting somewhere right now
 
 
 class SimBoard(pynq.Device):
@@ -132,8 +131,7 @@ class SimBoard(pynq.Device):
     def _configure(self, slots: int, sg: bool) -> None:
         self.switch = SwitchModel(1 + slots, 1 + slots)
         self.slots = [SlotModel(k) for k in range(slots)]
-        self.dma = AxiDmaModel(self.ddr, self.timing, self.ledger, self._push_mm2s, sg=sg,
-                               data_width_bits=self.board.dma.data_width_bits)
+        self.dma = AxiDmaModel(self.ddr, self.timing, self.ledger, self._push_mm2s, sg=sg)
         self.dma.on_armed = self._propagate
         self.queues: list[deque[Packet]] = [deque() for _ in range(1 + slots)]
         self.s2mm_queue: deque[Packet] = deque()
@@ -223,7 +221,7 @@ class SimBoard(pynq.Device):
         t0 = time.perf_counter()
         rm = SimRM(spec, batch=self.batch)
         if self.timing.pace:  # the configuration port's modeled time, not a stand-in for work
-            wait_until(t0 + modeled)
+            hold_until(t0 + modeled)
         with self.lock:  # the partial lands in the partition it was built for, as on a board
             self.slots[k].install(rm)
             self._propagate()
@@ -238,9 +236,6 @@ class SimBoard(pynq.Device):
             if slot_of_region(hier) != k:
                 warnings.warn(f"{name} was built for slot {k} but downloaded into {hier}; "
                               f"it configured slot {k}", stacklevel=2)
-
-    def post_download(self, bitstream: Any, parser: Any, name: str = "Unknown") -> None:
-        super().post_download(bitstream, parser, name)
 
     # ------------------------------------------------------------------ register decode
 
@@ -308,7 +303,6 @@ class SimBoard(pynq.Device):
                     if pkt.on_accept is not None:
                         pkt.on_accept(t_acc)
                     moved = True
-        self.stats.held = sum(len(q) for q in self.queues)
 
     # ------------------------------------------------------------------ reports
 

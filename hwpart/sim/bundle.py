@@ -43,7 +43,6 @@ class Bundle:
     board: str
     shell_bit: str
     slots: int
-    sg: bool
     rms: list[BundleRM]
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     switch_address: int = hwh.CTRL_BASE
@@ -78,8 +77,8 @@ def load_bundle(root: Path | str) -> Bundle:
             rms.append(BundleRM(spec, {int(k): v for k, v in r["partials"].items()}))
         base = int(d["shell"].get("base_address", hwh.CTRL_BASE))
         n = int(d["slots"])
-        return Bundle(root, d["name"], d["board"], d["shell"]["bit"], n,
-                      bool(d.get("dma", {}).get("sg", False)), rms, dict(d.get("files", {})),
+        return Bundle(root, d["name"], d["board"], d["shell"]["bit"], n, rms,
+                      dict(d.get("files", {})),
                       base, [hwh.slot_ctrl_addr(k, base) for k in range(n)])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{mf}: malformed bundle manifest ({type(exc).__name__}: {exc})") from exc
@@ -153,7 +152,7 @@ def from_overlay_manifest(root: Path) -> Bundle:
         rms = [BundleRM(spec, {int(k): v for k, v in r.partials.items()})
                for spec, r in zip(specs, m.rms, strict=True)]
         files = {f.path: f.sha256 for f in m.all_files()}
-        return Bundle(root, m.name, m.board.name, m.shell.bitstream, len(m.slots), False, rms,
+        return Bundle(root, m.name, m.board.name, m.shell.bitstream, len(m.slots), rms,
                       files, m.shell.switch_address, decouplers)
     sim = root / "sim"
     digest = sha256_file(root / "manifest.yaml")

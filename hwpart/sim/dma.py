@@ -151,10 +151,9 @@ class AxiDmaModel:
     """One AXI DMA with both channels; ``sg`` as the shell's ``c_include_sg``."""
 
     def __init__(self, ddr: DDR, timing: TimingModel, ledger: ModeledLedger,
-                 push: Callable[[Packet], None], sg: bool = False, data_width_bits: int = 64) -> None:
+                 push: Callable[[Packet], None], sg: bool = False) -> None:
         self.ddr, self.timing, self.ledger, self.push = ddr, timing, ledger, push
         self.sg = sg
-        self.bus_bytes = data_width_bits // 8
         self.mm2s = Channel("mm2s", self)
         self.s2mm = Channel("s2mm", self)
         self.on_armed: Callable[[], None] = lambda: None

@@ -49,6 +49,5 @@ DMASR_ERRORS = {DMA_INT_ERR: "DMAIntErr (internal: length 0 or packet longer tha
                 DMA_DEC_ERR: "DMADecErr (invalid address)", SG_INT_ERR: "SGIntErr",
                 SG_SLV_ERR: "SGSlvErr", SG_DEC_ERR: "SGDecErr (invalid descriptor address)"}
 
-D_SOF, D_EOF, D_CMPLT = 1 << 27, 1 << 26, 1 << 31  # descriptor control/status bits
-D_INT_ERR, D_DEC_ERR = 1 << 28, 1 << 30
+D_SOF, D_EOF, D_CMPLT = 1 << 27, 1 << 26, 1 << 31  # descriptor control/status bits we use
 LEN_MASK = 0x03FF_FFFF

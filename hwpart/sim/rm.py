@@ -213,7 +213,7 @@ class SimRM:
 
     def __init__(self, spec: RmSpec, batch: bool = True) -> None:
         self.spec = spec
-        self.tin, self.tout = spec.tin, spec.tout
+        self.tout = spec.tout
         self.runner = CSimRunner(spec, batch=batch)
 
     def process(self, packet: np.ndarray, word_bits: int) -> tuple[np.ndarray, int]:

@@ -104,15 +104,6 @@ class ModeledLedger:
                     "rm_samples": float(self.samples)}
 
 
-def wait_until(deadline: float) -> None:
-    """Block until the host clock reaches a modeled completion time (modeled hardware time)."""
-    while True:
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.01))
-
-
 #: ``time.sleep`` overshoots by tens of microseconds; the last stretch of a
 #: modeled wait shorter than this is spun so completions are not seen late.
 SPIN_S = 100e-6
