@@ -100,26 +100,31 @@ def find_candidates(lg: LayerGraph, board: Board, spec: str | None = None) -> Ca
     """
     off = {n: r for n in lg.compute_nodes if (r := unsupported_reason(lg, n))}
     if spec:
-        runs = parse_groups(lg, spec, off)
+        runs = [(run, None) for run in parse_groups(lg, spec, off)]
     else:
         runs = []
         cur: list[str] = []
+        est = None  # cur's estimate, once made: the finished group reuses it
         for n in lg.compute_nodes:
             if n in off:
                 if cur:
-                    runs.append(cur)
-                cur = []
+                    runs.append((cur, est))
+                cur, est = [], None
                 continue
-            if cur and (not _chained(lg, cur[-1], n)
-                        or not estimate_group(lg, [*cur, n], board).fits(board)):
-                runs.append(cur)
-                cur = []
+            if cur:
+                grown = (estimate_group(lg, [*cur, n], board)
+                         if _chained(lg, cur[-1], n) else None)
+                if grown is None or not grown.fits(board):
+                    runs.append((cur, est))
+                    cur, est = [], None
+                else:
+                    est = grown
             cur.append(n)
         if cur:
-            runs.append(cur)
-    groups = [_make_group(lg, i, run) for i, run in enumerate(runs)]
-    for g in groups:
-        g.estimate = estimate_group(lg, g.nodes, board)
+            runs.append((cur, est))
+    groups = [_make_group(lg, i, run) for i, (run, _) in enumerate(runs)]
+    for g, (_, est) in zip(groups, runs, strict=True):
+        g.estimate = est if est is not None else estimate_group(lg, g.nodes, board)
     covered = {n for g in groups for n in g.nodes}
     for n in lg.compute_nodes:
         if n not in covered and n not in off:
