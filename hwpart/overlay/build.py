@@ -197,11 +197,11 @@ def _isolated(job: dict[str, Any], ctx: Any) -> dict[str, Any]:
                          "the layer options are probably unsupported in io_stream)"}
 
 
-def _project(m, g: Group, precision: str, reuse: dict[str, int], board: Board,
+def _project(m, g: Group, digest: str, precision: str, reuse: dict[str, int], board: Board,
              cache: Path) -> Path:
     """The per-board hls4ml project (sources for Vitis HLS), cached by content."""
     # csim_key covers the slice, precision, hls4ml version and hls.py's own source
-    text = json.dumps([hls.csim_key(hls.module_digest(m, g.in_shape), precision), reuse,
+    text = json.dumps([hls.csim_key(digest, precision), reuse,
                        board.part, board.clocks.pl_mhz, g.name])
     key = hashlib.sha256(text.encode()).hexdigest()[:20]
     d = cache / "prj" / key
@@ -252,7 +252,7 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
     slot_res = board.slots.resources.as_dict()
 
     reports: dict[str, RMReport] = {}
-    jobs, modules, ios = [], {}, {}
+    jobs, modules, ios, digests = [], {}, {}, {}
     fits = [g for g in cand.groups if g.estimate is not None and g.estimate.fits(board)]
     group_ios = dict(zip([g.name for g in fits],
                          hls.groups_io(lg, [g.nodes for g in fits], x) if fits else [],
@@ -273,17 +273,20 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
         m = hls.slice_module(lg, g.nodes)
         x_in, ref = group_ios[g.name]
         modules[g.name], ios[g.name] = m, (x_in, ref)
+        digests[g.name] = hls.module_digest(m, g.in_shape)  # hashes every weight: once
         jobs.append({"name": g.name, "module": m, "in_shape": g.in_shape,
                      "out_shape": g.out_shape, "x_in": x_in, "ref": ref,
                      "tolerance": opts.tolerance, "classifier": _is_classifier(lg, g),
-                     "precisions": list(opts.precisions), "cache": str(cache)})
+                     "precisions": list(opts.precisions), "cache": str(cache),
+                     "digest": digests[g.name]})
     workers = opts.jobs or (os.cpu_count() or 1)
     trials = _run_jobs(jobs, min(workers, len(jobs)), progress)
 
     bundle = _staging(opts.out)
     try:
         manifest, reports_out = _write_bundle(bundle, lg, board, opts, cand, reports, trials,
-                                              modules, ios, cache, slots, inputs_text, progress)
+                                              modules, ios, digests, cache, slots, inputs_text,
+                                              progress)
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
@@ -297,7 +300,8 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
 
 def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions, cand,
                   reports: dict[str, RMReport], trials: dict[str, dict[str, Any]],
-                  modules: dict[str, Any], ios: dict[str, Any], cache: Path, slots: int,
+                  modules: dict[str, Any], ios: dict[str, Any], digests: dict[str, str],
+                  cache: Path, slots: int,
                   inputs_text: str, progress: Progress | None) -> tuple[Manifest, list[RMReport]]:
     amap = tcl.address_map(board, slots)
     slot_res = board.slots.resources.as_dict()
@@ -336,7 +340,7 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
         if progress:
             progress(g.name, "writing project and scripts", 0.8)
         rms.append(_bundle_rm(bundle, g, lg, board, opts, best, modules[g.name],
-                              ios[g.name][0], cache, rep, inputs_text, slots))
+                              digests[g.name], ios[g.name][0], cache, rep, inputs_text, slots))
         if progress:
             progress(g.name, "done", 1.0)
 
@@ -376,15 +380,15 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
 
 
 def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: BuildOptions,
-               best: hls.Trial, m, x_in: np.ndarray, cache: Path, rep: RMReport,
+               best: hls.Trial, m, digest: str, x_in: np.ndarray, cache: Path, rep: RMReport,
                inputs_text: str, slots: int) -> RM:
     est = g.estimate
     assert est is not None
     d = bundle / g.name
     d.mkdir(parents=True)
-    prj = _project(m, g, best.precision, est.reuse, board, cache)
+    prj = _project(m, g, digest, best.precision, est.reuse, board, cache)
     shutil.copytree(prj, d / "hls4ml_prj")
-    art = hls.compile_csim(m, g.in_shape, g.out_shape, best.precision, cache)
+    art = hls.compile_csim(m, g.in_shape, g.out_shape, best.precision, cache, digest=digest)
     (d / "csim").mkdir()
     lib = d / "csim" / f"{hls.CSIM_PROJECT}.so"
     shutil.copy2(art.library, lib)
@@ -398,7 +402,8 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
     reason = rtl.dense_reason(m)
     if opts.rtl and reason is None:
         try:
-            rtl_info = _rtl(bundle, d, m, g, best.precision, x_in, cache, opts.rtl_samples,
+            rtl_info = _rtl(bundle, d, m, g, digest, best.precision, x_in, cache,
+                            opts.rtl_samples,
                             _yosys_family(board) if opts.yosys else None)
         except (subprocess.CalledProcessError, OSError, ValueError, AssertionError) as exc:
             # the RM itself (hls4ml) is fine; only its optional Verilog twin failed
@@ -433,10 +438,10 @@ def _yosys_family(board: Board) -> str:
     return "xc7" if board.ps == "ps7" else "xcup"
 
 
-def _rtl(bundle: Path, d: Path, m, g: Group, precision: str, x_in: np.ndarray, cache: Path,
-         samples: int, yosys_family: str | None) -> RTLInfo:
+def _rtl(bundle: Path, d: Path, m, g: Group, digest: str, precision: str, x_in: np.ndarray,
+         cache: Path, samples: int, yosys_family: str | None) -> RTLInfo:
     n_in = int(np.prod(g.in_shape))
-    res = rtl.generate(m, n_in, precision, hls.module_digest(m, g.in_shape), cache)
+    res = rtl.generate(m, n_in, precision, digest, cache)
     xs = x_in.reshape(len(x_in), -1)[:samples]
     check = res.directory / f"check-{hashlib.sha256(xs.tobytes()).hexdigest()[:16]}.json"
     if check.is_file():
