@@ -303,3 +303,23 @@ def test_warm_only_search_loads_no_new_library(tmp_path):
     assert hls.run_job(job, warm_only=True) is None
     assert not (tmp_path / "csim").exists()  # nothing compiled in this process
 
+
+def test_yosys_time_out_is_cached(tmp_path, monkeypatch):
+    """A rebuild does not wait for Yosys again after it ran out of time."""
+    import subprocess
+
+    calls = []
+
+    def slow(*args, **kwargs):
+        calls.append(kwargs["timeout"])
+        raise subprocess.TimeoutExpired(args[0], kwargs["timeout"])
+
+    monkeypatch.setattr(rtl.shutil, "which", lambda exe: "/usr/bin/yosys")
+    monkeypatch.setattr(rtl.subprocess, "run", slow)
+    monkeypatch.setattr(rtl, "verilog_sources", lambda res: [])
+    res = rtl.RTLResult(tmp_path, "rm_core", 3, 2, 1, 0.0, 0, 0.0, cached=False)
+    assert rtl.yosys_estimate(res, "xc7", timeout_s=5) is None
+    assert rtl.yosys_estimate(res, "xc7", timeout_s=5) is None
+    assert calls == [5]
+    assert rtl.yosys_estimate(res, "xc7", timeout_s=10) is None  # longer: tried again
+    assert calls == [5, 10]

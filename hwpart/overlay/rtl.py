@@ -269,14 +269,19 @@ def yosys_estimate(res: RTLResult, family: str, timeout_s: float = 180.0
     *Estimated*: Yosys maps to Xilinx primitives but does not optimise like
     Vivado. ``family`` is Yosys's name: ``xc7`` (Zynq-7000) or ``xcup``
     (UltraScale+). Cached next to the Verilog; None when yosys is not installed
-    or takes longer than ``timeout_s`` (big fully parallel cores take minutes).
+    or takes longer than ``timeout_s`` (big fully parallel cores take minutes; a
+    time-out is cached too, and retried only with a longer ``timeout_s``).
     """
     exe = shutil.which("yosys")
     if exe is None:
         return None
     cache = res.directory / f"yosys-{family}.json"
     if cache.is_file():
-        return json.loads(cache.read_text())
+        info = json.loads(cache.read_text())
+        if "timed_out_s" not in info:
+            return info
+        if info["timed_out_s"] >= timeout_s:  # ran out of this much time before: skip
+            return None
     srcs = " ".join(str(p) for p in verilog_sources(res))
     with tempfile.TemporaryDirectory(prefix="hwpart_yosys_") as tmp:
         stat = Path(tmp) / "stat.txt"
@@ -285,7 +290,10 @@ def yosys_estimate(res: RTLResult, family: str, timeout_s: float = 180.0
         try:
             subprocess.run([exe, "-q", "-p", script], check=True, capture_output=True,
                            text=True, timeout=timeout_s)
-        except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
+        except subprocess.TimeoutExpired:  # cached: a rebuild must not wait again
+            cache.write_text(json.dumps({"timed_out_s": timeout_s}))
+            return None
+        except subprocess.CalledProcessError:
             return None
         cells: dict[str, int] = {}
         for line in stat.read_text().splitlines():
