@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hwpart.devices.base import LoadedStage, Metrics, merge_outputs, register_device
+from hwpart.devices.base import LoadedStage, Metrics, merge_outputs, register_device, unit_kind
 from hwpart.errors import DeviceError
 from hwpart.graph import LayerGraph
 from hwpart.sim.bundle import Bundle, BundleRM, load_bundle, sha256_file
@@ -260,10 +260,7 @@ class FpgaDevice:
     def _chain_for(self, nodes: list[str]) -> list[BundleRM]:
         """RMs whose layers, in order, are exactly ``nodes`` (one RM, or a chain of them)."""
         b = self._load_bundle()
-        for r in b.rms:
-            if list(r.spec.layers) == nodes:
-                return [r]
-        chain: list[BundleRM] = []
+        chain: list[BundleRM] = []  # longest match first: an exact single RM wins
         pos = 0
         while pos < len(nodes):
             best = max((r for r in b.rms if list(r.spec.layers) == nodes[pos:pos + len(r.spec.layers)]),
@@ -289,8 +286,8 @@ class FpgaDevice:
         if len(acts) != 1:
             raise DeviceError(f"stage {stage.name}: an FPGA stage takes one activation input, "
                               f"got {acts}")
-        digits = stage.unit[len(stage.device):]
-        plan = self.plan([r.spec.name for r in chain], int(digits) if digits else 0)
+        slot = stage.unit[len(unit_kind(stage.unit)):]  # "fpga1" -> first slot 1
+        plan = self.plan([r.spec.name for r in chain], int(slot) if slot else 0)
         with self._lock:
             for r, k in zip(plan.rms, plan.slots, strict=True):
                 self._ensure(k, r)

@@ -121,7 +121,8 @@ class SimBoard(pynq.Device):
         self.bitfile_name = ""
         self.timestamp = ""
         self.shell: dict[str, Any] | None = None
-        self.base = hwh.BASE["ps8" if self.board.ps == "ps8" else "ps7"]
+        self.ps_base = hwh.BASE["ps8" if self.board.ps == "ps8" else "ps7"]  # the board's PS map
+        self.base = self.ps_base
         self.dma_base = self.base + hwh.DMA_OFFSET
         self._pending_partial: tuple[str, int] | None = None
         self._configure(slots=self.board.slots.count, sg=False)
@@ -201,7 +202,7 @@ class SimBoard(pynq.Device):
             info = read_shell_bit(bitstream.bitfile_name)
             with self.lock:
                 self.shell = info
-                self.base = int(info.get("base_address", hwh.CTRL_BASE))
+                self.base = int(info.get("base_address", self.ps_base))
                 self.dma_base = int(info.get("dma_address", self.base + hwh.DMA_OFFSET))
                 self._configure(int(info["slots"]), bool(info.get("sg", False)))
             fclk = self.clocks.get_pl_clk(0)

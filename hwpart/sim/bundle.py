@@ -93,11 +93,11 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
     root.mkdir(parents=True, exist_ok=True)
     (root / "partials").mkdir(exist_ok=True)
     (root / "csim").mkdir(exist_ok=True)
+    base = hwh.BASE[b.ps]
     write_shell_bit(root / "shell.bit", {"board": b.name, "slots": n_slots, "sg": sg,
                                          "data_width_bits": b.dma.data_width_bits,
-                                         "base_address": hwh.BASE[b.ps],
-                                         "dma_address": hwh.BASE[b.ps] + hwh.DMA_OFFSET})
-    base = hwh.BASE[b.ps]
+                                         "base_address": base,
+                                         "dma_address": base + hwh.DMA_OFFSET})
     (root / "shell.hwh").write_text(hwh.shell_hwh(name, n_slots, b.clocks.pl_mhz, sg,
                                                   b.dma.data_width_bits, base))
     entries = []
