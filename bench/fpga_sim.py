@@ -131,8 +131,8 @@ def main() -> int:
                         dev.swap(0, name)
                         swaps.append(time.perf_counter() - t0)
                 res["pr_swap"] = {
-                    "partial_bytes (board file, est.)": t.partial_bytes,
-                    "config_port_mb_s (board file)": t.config_mb_s,
+                    "partial_bytes (board file, est.)": t.board.slots.partial_bitstream_bytes,
+                    "config_port_mb_s (board file)": t.board.config_port.throughput_mb_s,
                     "modeled_s_per_rm": {s.name: t.pr_s(s.partial_bytes) for s in specs},
                     "host_s_median (measured, paced to the modeled time)": statistics.median(swaps)}
 
