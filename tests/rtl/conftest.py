@@ -146,3 +146,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "verilator" in item.keywords and here in Path(str(item.path)).parents:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def built(request, tmp_path_factory):
+    """The generated-RM test bundle (sim/tb/rtl_bundles.py), built once per session and
+    shared: tests read it, and copy it before changing it."""
+    import sys
+
+    from hwpart.rtlbridge import SIM_TB
+
+    pytest.importorskip("da4ml")
+    pytest.importorskip("hls4ml")
+    sys.path.insert(0, str(SIM_TB))
+    import rtl_bundles
+
+    return rtl_bundles.for_tests(request, tmp_path_factory)

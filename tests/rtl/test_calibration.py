@@ -4,25 +4,19 @@ simulated board's timing model."""
 from __future__ import annotations
 
 import shutil
-import sys
 
 import numpy as np
 import pytest
 
-from hwpart.rtlbridge import SIM_TB
-
 pytest.importorskip("da4ml")
 pytest.importorskip("hls4ml")
 pytestmark = pytest.mark.slow
-sys.path.insert(0, str(SIM_TB))
-import rtl_bundles  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def calibrated(request, tmp_path_factory):
+def calibrated(built, tmp_path_factory):
     from hwpart.overlay.calibrate import calibrate
 
-    built = rtl_bundles.for_tests(request, tmp_path_factory)
     bundle = tmp_path_factory.mktemp("cal") / "mlp"
     shutil.copytree(built.bundle, bundle)
     rows = calibrate(bundle, tmp_path_factory.mktemp("cal-work"))

@@ -29,11 +29,6 @@ sys.path.insert(0, str(SIM_TB))
 import rtl_bundles  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def built(request, tmp_path_factory):
-    return rtl_bundles.for_tests(request, tmp_path_factory)
-
-
 def _q(x: torch.Tensor, width: int, integer: int, rounding: str, overflow: str) -> torch.Tensor:
     f = width - integer
     s = x * 2.0 ** f

@@ -32,11 +32,6 @@ sys.path.insert(0, str(SIM_TB))
 import rtl_bundles  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def built(request, tmp_path_factory):
-    return rtl_bundles.for_tests(request, tmp_path_factory)
-
-
 def simulated_board_outputs(bundle, x, emulate: bool, monkeypatch) -> dict:
     from da4ml.cmvm.types import CombLogic
 
