@@ -27,6 +27,7 @@ from hwpart.boards import Board, Host, load_board, load_host
 from hwpart.errors import ConfigError, PlanError
 from hwpart.graph import IO_OPS, LayerGraph, layer_run
 from hwpart.partition import LinkCost, Plan, Problem, Unit, make_plan, single_device, solve
+from hwpart.timing import pr_s
 
 #: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
 FPGA_OPS = frozenset({
@@ -52,6 +53,10 @@ class CostTable:
     source: dict[str, str]  # device -> "measured" | "modeled"
     fpga: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> model details
     env: dict[str, Any] = field(default_factory=dict)
+    # The pipeline's own cost per *batch*, measured on the host (see measure_overhead):
+    # "first_stage_s" (source, sink and one stage's worker) and "extra_stage_s" (each
+    # further stage with its channel hand-off). Empty in tables made before it existed.
+    overhead: dict[str, float] = field(default_factory=dict)
     version: int = 1
 
     def per_sample(self, node: str, device: str, batch: int) -> float | None:
@@ -117,24 +122,14 @@ def capture_values(lg: LayerGraph, x: Any, inputs: Any = None,
     return ins, outs
 
 
-def capture_node_inputs(lg: LayerGraph, batch: int, seed: int = 0) -> dict[str, tuple]:
-    """Run the graph once and keep each node's actual (args, kwargs) for timing it alone."""
-    return capture_values(lg, lg.example_input(batch, seed))[0]
-
-
-def _node_fn(lg: LayerGraph, name: str) -> Callable[..., Any]:
-    node = next(n for n in lg.module.graph.nodes if n.name == name)
-    if node.op == "call_module":
-        return lg.module.get_submodule(str(node.target))
-    if node.op == "call_method":
-        return lambda self, *a, **k: getattr(self, str(node.target))(*a, **k)
-    return node.target  # type: ignore[return-value]
-
-
 def time_call(fn: Callable[[], Any], sync: Callable[[], None] = lambda: None,
               warmup: int = 3, repeats: int = 15, min_total_s: float = 0.01,
               max_repeats: int = 200) -> float:
-    """Median wall time of ``fn``: warm-up, then repeats until ``min_total_s`` has elapsed."""
+    """Median wall time of ``fn``: warm-up, then repeats until ``min_total_s`` has elapsed.
+
+    The median, because a shared machine adds a heavy tail (a neighbour's burst,
+    a page fault) that says nothing about the code being timed.
+    """
     for _ in range(warmup):
         fn()
     sync()
@@ -150,6 +145,72 @@ def time_call(fn: Callable[[], Any], sync: Callable[[], None] = lambda: None,
     return statistics.median(samples)
 
 
+def _node_fn(module: fx.GraphModule, node: fx.Node) -> Callable[..., Any]:
+    if node.op == "call_module":
+        return module.get_submodule(str(node.target))
+    if node.op == "call_method":
+        return lambda self, *a, **k: getattr(self, str(node.target))(*a, **k)
+    return node.target  # type: ignore[return-value]
+
+
+class _NodeTimer(fx.Interpreter):
+    """A forward pass that times every call node where it runs, in the model's order.
+
+    Each node sees the caches, allocator state and thread pools a real forward
+    pass leaves it (its input was just written by its producer; the other
+    layers' weights and activations went through the cache since its own last
+    call), which timing it alone on a warm input hides: that made per-layer sums
+    miss the measured pipeline by 2-4x on batch-norm and branching models.
+    Only the call is timed; the interpreter's own bookkeeping is not.
+    """
+
+    def __init__(self, module: fx.GraphModule, sync: Callable[[], None], skip: int) -> None:
+        super().__init__(module)
+        self.sync = sync
+        self.skip = skip  # the first passes are warm-up: not recorded
+        self.fns = {n.name: _node_fn(module, n) for n in module.graph.nodes
+                    if n.op in ("call_module", "call_function", "call_method")}
+        self.samples: dict[str, list[float]] = {n: [] for n in self.fns}
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        self.skip -= 1
+        return super().run(*args, **kwargs)
+
+    def run_node(self, n: fx.Node) -> Any:
+        fn = self.fns.get(n.name)
+        if fn is None:
+            return super().run_node(n)
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        perf = time.perf_counter
+        t0 = perf()
+        out = fn(*args, **kwargs)
+        self.sync()
+        dt = perf() - t0
+        if self.skip < 0:
+            self.samples[n.name].append(dt)
+        return out
+
+
+def time_in_context(module: fx.GraphModule, x: Any, sync: Callable[[], None] = lambda: None,
+                    warmup: int = 3, **timing: Any) -> dict[str, float]:
+    """Seconds per call node inside real forward passes, summing to the whole forward's time.
+
+    Per node: the median over instrumented passes. The nodes are then scaled
+    together so that they add up to the median of the *uninstrumented* forward
+    (:func:`time_call`), the call a one-stage pipeline makes: the instrumented
+    pass adds a little per node (the timer, the interpreter), and the real
+    forward adds its own per-node Python that no per-node timer sees; scaling
+    keeps the nodes' relative costs and makes the whole exact.
+    """
+    whole = time_call(lambda: module(x), sync, warmup=warmup, **timing)
+    timer = _NodeTimer(module, sync, skip=warmup)
+    time_call(lambda: timer.run(x), sync, warmup=warmup, **timing)
+    med = {n: statistics.median(v) for n, v in timer.samples.items()}
+    total = sum(med.values())
+    scale = whole / total if total > 0 else 1.0
+    return {n: v * scale for n, v in med.items()}
+
+
 def _to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
@@ -163,44 +224,72 @@ def _to(obj: Any, device: torch.device) -> Any:
 def measure(lg: LayerGraph, device: str, batch_sizes: list[int],
             progress: Callable[[str, int, int], None] | None = None,
             **timing: Any) -> dict[str, dict[str, float]]:
-    """Seconds per batch of every compute node on ``cpu`` or ``gpu``, per batch size."""
+    """Seconds per batch of every compute node on ``cpu`` or ``gpu``, per batch size,
+    timed in context (:func:`time_in_context`)."""
     dev = torch.device("cuda" if device == "gpu" else "cpu")
     sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
     nodes = lg.compute_nodes
     out: dict[str, dict[str, float]] = {n: {} for n in nodes}
-    total, done = len(nodes) * len(batch_sizes), 0
     module = lg.module.to(dev)
     try:
-        for b in batch_sizes:
-            inputs = capture_node_inputs(lg, b) if device == "cpu" else {
-                k: _to(v, dev) for k, v in _cpu_inputs(lg, b).items()}
+        for i, b in enumerate(batch_sizes):
             with torch.inference_mode():
-                # whole-model warm-up: thread pools and allocator caches start on the
-                # first real pass, and would otherwise land on the first layer timed
-                x = _to(lg.example_input(b), dev)
-                for _ in range(3):
-                    module(x)
-                sync()
-                for n in nodes:
-                    fn = _node_fn(lg, n)
-                    args, kwargs = inputs.get(n, ((), {}))
-                    out[n][str(b)] = time_call(lambda fn=fn, a=args, k=kwargs: fn(*a, **k),
-                                               sync, **timing)
-                    done += 1
-                    if progress:
-                        progress(f"{device} batch {b}: {n}", done, total)
+                per_node = time_in_context(module, _to(lg.example_input(b), dev), sync,
+                                           **timing)
+            for n in nodes:
+                # a node the graph never calls (a get_attr) costs nothing to run
+                out[n][str(b)] = per_node.get(n, 0.0)
+            if progress:
+                progress(f"{device} batch {b}", (i + 1) * len(nodes),
+                         len(batch_sizes) * len(nodes))
     finally:
         lg.module.to("cpu")
     del module
     return out
 
 
-def _cpu_inputs(lg: LayerGraph, batch: int) -> dict[str, tuple]:
-    lg.module.to("cpu")
-    try:
-        return capture_node_inputs(lg, batch)
-    finally:
-        lg.module.to(torch.device("cuda"))
+def measure_overhead(batch: int, threads: int | None = None, batches: int = 300,
+                     rounds: int = 3) -> dict[str, float]:
+    """The pipeline's own seconds per batch: ``first_stage_s`` and ``extra_stage_s``.
+
+    Runs the real :class:`hwpart.runtime.Pipeline` (imported here: it sits above
+    this module) on a model whose layers cost next to nothing, split into 1, 2
+    and 3 CPU stages, and subtracts the same model's plain forward. What is left
+    is what a run pays per batch besides its layers: pulling the source, the
+    worker loop, the stage call and its value dict, the monitor's record, the
+    ordered collector; and per further stage its worker and the channel hand-off
+    between threads. Medians over ``rounds``; the slope over 1..3 stages gives
+    the per-stage figure.
+    """
+    from torch import nn
+
+    from hwpart.devices import CpuDevice
+    from hwpart.graph import capture
+    from hwpart.runtime import Pipeline, chain_plan
+    from hwpart.stages import split
+
+    class Cheap(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.neg(torch.neg(torch.neg(x)))
+
+    lg = capture(Cheap(), (1,), "overhead")
+    x = torch.zeros(batch * batches, 1)
+    xb = x[:batch]
+    firsts, extras = [], []
+    with torch.inference_mode():
+        plain = time_call(lambda: lg.module(xb), repeats=batches)
+    for _ in range(rounds):
+        per: list[float] = []
+        for k in (1, 2, 3):
+            staged = split(lg, chain_plan(lg, ["cpu"] * k))
+            with Pipeline(staged, {"cpu": CpuDevice(threads=threads)}) as pipe:
+                pipe.run(x[: batch * 20], batch)
+                res = pipe.run(x, batch)
+            per.append(batch / res.throughput_sps - plain)
+        firsts.append(per[0])
+        extras.append((per[2] - per[0]) / 2)
+    return {"first_stage_s": max(0.0, statistics.median(firsts)),
+            "extra_stage_s": max(0.0, statistics.median(extras))}
 
 
 # --------------------------------------------------------------------------- FPGA model
@@ -243,18 +332,34 @@ def fpga_model(lg: LayerGraph, board: Board) -> dict[str, dict[str, Any]]:
 def profile(lg: LayerGraph, batch_sizes: list[int], devices: list[str],
             board: Board | None = None,
             progress: Callable[[str, int, int], None] | None = None,
-            **timing: Any) -> CostTable:
-    """Measure CPU/GPU per layer and model the FPGA; ``devices`` from cpu/gpu/fpga."""
+            threads: int | None = None, **timing: Any) -> CostTable:
+    """Measure CPU/GPU per layer and model the FPGA; ``devices`` from cpu/gpu/fpga.
+
+    ``threads``: the intra-op threads the run will give each CPU stage (None:
+    torch's default); layers and the pipeline's overhead are timed with that
+    count, since a layer's time depends on it (and on a shared machine, more
+    threads than free cores stall on whoever holds the other core).
+    """
     times: dict[str, dict[str, dict[str, float]]] = {n: {} for n in lg.compute_nodes}
     source: dict[str, str] = {}
-    for dev in devices:
-        if dev in ("cpu", "gpu"):
-            if dev == "gpu" and not torch.cuda.is_available():
-                raise PlanError("gpu requested but torch sees no CUDA device; drop gpu from "
-                                "--devices")
-            for n, by_batch in measure(lg, dev, batch_sizes, progress, **timing).items():
-                times[n][dev] = by_batch
-            source[dev] = "measured"
+    overhead: dict[str, float] = {}
+    default_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        for dev in devices:
+            if dev in ("cpu", "gpu"):
+                if dev == "gpu" and not torch.cuda.is_available():
+                    raise PlanError("gpu requested but torch sees no CUDA device; drop gpu from "
+                                    "--devices")
+                for n, by_batch in measure(lg, dev, batch_sizes, progress, **timing).items():
+                    times[n][dev] = by_batch
+                source[dev] = "measured"
+        if source:
+            overhead = measure_overhead(max(batch_sizes), threads)
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(default_threads)
     fpga: dict[str, dict[str, Any]] = {}
     if "fpga" in devices:
         if board is None:
@@ -266,12 +371,12 @@ def profile(lg: LayerGraph, batch_sizes: list[int], devices: list[str],
                 times[n]["fpga"] = {str(b): m["seconds"] + (b - 1) * m["ii_cycles"] / (
                     board.clocks.pl_mhz * 1e6) for b in batch_sizes}
         source["fpga"] = f"modeled ({board.name}, {board.clocks.pl_mhz:g} MHz)"
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+    env = {"torch": torch.__version__, "threads": used_threads,
            "machine": platform.machine(), "processor": platform.processor() or "",
            "board": board.name if board else None}
     return CostTable(model=lg.name, input_shape=list(lg.input_shape),
                      batch_sizes=list(batch_sizes), times=times, source=source, fpga=fpga,
-                     env=env)
+                     env=env, overhead=overhead)
 
 
 # --------------------------------------------------------------------------- problem
@@ -306,7 +411,9 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
     table.check_matches(lg)
     host = host or load_host()
     if overlay is not None:
-        table = _with_overlay(lg, table, overlay, batch)
+        if board is None:
+            board = load_board(overlay.board.name)
+        table = _with_overlay(lg, table, overlay, batch, board)
         if slots is None:
             slots = len(overlay.slots)
     units = [Unit("cpu", "cpu", memory_bytes=host.cpu_memory_mb * 2**20)]
@@ -355,11 +462,14 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
             link = host.link(a, b, board)
             links[frozenset((a, b))] = LinkCost(link.bandwidth_mb_s * 1e6,
                                                 link.latency_us * 1e-6 / batch)
+    stream_in: dict[str, float] = {}
+    stream_out: dict[str, float] = {}
     if fpga:
         assert board is not None
-        # slot to slot through the AXI4-Stream switch: one beat per PL clock, not shared
-        beat = board.dma.data_width_bits / 8 * board.clocks.pl_mhz * 1e6
-        links[frozenset(("fpga",))] = LinkCost(beat, 0.0, shared=False)
+        # slot to slot through the AXI4-Stream switch: the RMs' II already paces the
+        # beats, and the simulated board charges the hop nothing (hwpart.timing)
+        links[frozenset(("fpga",))] = LinkCost(math.inf, 0.0, shared=False)
+        stream_in, stream_out = _stream_bytes(lg, board, overlay)
     out_bytes = {n: float(lg.dag.nodes[n]["out_bytes"]) for n in lg.nodes}
     slot_runs: dict[str, list[tuple[str, ...]]] = {}
     if fpga and overlay is not None:
@@ -369,19 +479,57 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
                                      if u.slot in rm.compatible_slots]
         resources = {}  # each RM was checked against its slot when the overlay was built
     return Problem(lg.dag, units, compute, out_bytes, links, resources, memory, reasons,
-                   slot_runs=slot_runs)
+                   slot_runs=slot_runs, stream_in=stream_in, stream_out=stream_out,
+                   pr_s=pr_s(board) if fpga and board is not None else 0.0)
+
+
+def _stream_bytes(lg: LayerGraph, board: Board,
+                  overlay: Any = None) -> tuple[dict[str, float], dict[str, float]]:
+    """Bytes per sample that cross the DMA: (into the fabric after node n, out of it from n).
+
+    What crosses is the RMs' packed ``ap_fixed`` stream words, not float32
+    (:mod:`hwpart.timing`). With an overlay, each RM's own stream figures; without
+    one, the overlay builder's first precision, packed into the board's DMA words.
+    """
+    from hwpart.overlay.hls import DEFAULT_PRECISIONS
+    from hwpart.sim.fixed import StreamLayout, parse_type
+    from hwpart.timing import RmTiming
+
+    word = board.dma.data_width_bits
+    into: dict[str, float] = {}
+    out: dict[str, float] = {}
+    if overlay is not None:
+        word = int(overlay.shell.stream_width_bits)
+        for rm in overlay.rms:
+            t = RmTiming.of_manifest(rm, word)
+            out[rm.layers[-1]] = float(t.out_bytes)
+            for p in lg.dag.predecessors(rm.layers[0]):
+                into[p] = float(t.in_bytes)
+        return into, out
+    ftype = parse_type(DEFAULT_PRECISIONS[0])
+    for n in lg.nodes:
+        shape = lg.dag.nodes[n].get("out_shape") or ()
+        count = math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)
+        if count:
+            into[n] = out[n] = float(StreamLayout(ftype, int(count), word).sample_bytes)
+    return into, out
 
 
 def problem_device(units: list[Unit], unit: str) -> str:
     return next(u.device for u in units if u.name == unit)
 
 
-def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int) -> CostTable:
+def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int,
+                  board: Board) -> CostTable:
     """A copy of ``table`` whose FPGA entries are the overlay's RMs.
 
     An RM's time covers its whole group; it is spread evenly over the group's
     layers, which only ever move together (a slot holds exactly one RM's group).
+    Its cycles run at the board's fabric clock (:func:`hwpart.timing.rm_s`), as
+    the simulated board and the board itself run them.
     """
+    from hwpart.timing import RmTiming, rm_s
+
     unknown = [n for rm in overlay.rms for n in rm.layers if n not in lg.dag]
     if unknown:
         raise ConfigError(
@@ -394,10 +542,10 @@ def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int) ->
         for n in lg.compute_nodes}
     sources = set()
     for rm in overlay.rms:
-        hz = rm.cycles.clock_mhz * 1e6
+        t = RmTiming.of_manifest(rm, int(overlay.shell.stream_width_bits))
         share = 1.0 / len(rm.layers)
         for n in rm.layers:
-            times[n]["fpga"] = {str(b): share * (rm.cycles.latency + (b - 1) * rm.cycles.ii) / hz
+            times[n]["fpga"] = {str(b): share * rm_s(board, t.cycles(b))
                                 for b in sorted({1, batch, *table.batch_sizes})}
             fpga[n] = {"supported": True, "rm": rm.name, "cycles_source": rm.cycles.source}
         sources.add(rm.cycles.source)
@@ -405,7 +553,7 @@ def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int) ->
     source["fpga"] = f"overlay {overlay.name} ({', '.join(sorted(sources)) or 'no RMs'})"
     return CostTable(model=table.model, input_shape=table.input_shape,
                      batch_sizes=table.batch_sizes, times=times, source=source, fpga=fpga,
-                     env=table.env)
+                     env=table.env, overhead=table.overhead)
 
 
 def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",

@@ -27,9 +27,11 @@ heuristic for very large graphs, with the MILP's dual bound to report its gap.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,10 +43,13 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from hwpart.errors import ConfigError, PlanError
+from hwpart.timing import FPGA_RESOURCE
 
-Objective = Literal["latency", "throughput"]
-OBJECTIVES: tuple[str, ...] = ("latency", "throughput")
+Objective = Literal["latency", "throughput", "energy"]
+OBJECTIVES: tuple[str, ...] = ("latency", "throughput", "energy")
 RESOURCE_KEYS = ("lut", "ff", "dsp", "bram_18k", "uram")
+#: Relative slack on the floors: the MILP keeps them to its feasibility tolerance.
+FLOOR_TOL = 1e-6
 #: Weight of latency in the throughput objective: picks, among plans with the
 #: same bottleneck, the one with the lowest latency without changing the optimum
 #: by more than this fraction of a latency.
@@ -93,6 +98,19 @@ class Problem:
     # With an overlay, a slot can hold only the layer groups its RMs implement:
     # slot unit -> allowed runs. A slot absent here takes any run that fits.
     slot_runs: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    # Bytes per sample that cross the DMA (packed ap_fixed words, hwpart.timing): node ->
+    # bytes when its output enters the fabric / leaves it. Absent: its activation bytes.
+    stream_in: dict[str, float] = field(default_factory=dict)
+    stream_out: dict[str, float] = field(default_factory=dict)
+    # Energy (filled by hwpart.energy.attach_power): node -> unit -> watts above the
+    # device's idle while the node runs there, and device -> idle watts, paid by every
+    # device the plan uses for the whole pipeline cycle. Empty: no energy objective.
+    active_w: dict[str, dict[str, float]] = field(default_factory=dict)
+    idle_w: dict[str, float] = field(default_factory=dict)
+    # Floors every objective must keep (None: none): samples/s, and seconds per sample.
+    min_throughput_sps: float | None = None
+    max_latency_s: float | None = None
+    pr_s: float = 0.0  # one PR swap (partial over the configuration port), hwpart.timing
 
     def __post_init__(self) -> None:
         # Execution order: the captured graph's own order when nodes carry one
@@ -124,7 +142,22 @@ class Problem:
 
     def transfer(self, node: str, a: str, b: str) -> float:
         cost = self.link(a, b)
-        return 0.0 if cost is None else cost.time(self.out_bytes.get(node, 0.0))
+        if cost is None:
+            return 0.0
+        nbytes = self.out_bytes.get(node, 0.0)
+        sa, sb = self.unit_by_name[a].is_slot, self.unit_by_name[b].is_slot
+        if sa and not sb:
+            nbytes = self.stream_out.get(node, nbytes)
+        elif sb and not sa:
+            nbytes = self.stream_in.get(node, nbytes)
+        return cost.time(nbytes)
+
+    def shares_fpga(self, key: str) -> bool:
+        """Whether a load (a unit or a shared link's name) holds the one DMA engine."""
+        u = self.unit_by_name.get(key)
+        if u is not None:
+            return u.is_slot
+        return FPGA_RESOURCE in key.split("-")
 
     def link_key(self, a: str, b: str) -> str | None:
         """Name of the shared link a transfer a->b loads, or None if it loads none."""
@@ -147,12 +180,17 @@ class Evaluation:
     bottleneck: str
     unit_load_s: dict[str, float]
     link_load_s: dict[str, float]
+    # Joules per sample (None without power figures) and its split per device.
+    energy_j: float | None = None
+    device_energy_j: dict[str, float] = field(default_factory=dict)
 
     @property
     def throughput_sps(self) -> float:
         return math.inf if self.bottleneck_s <= 0 else 1.0 / self.bottleneck_s
 
     def value(self, objective: str) -> float:
+        if objective == "energy":
+            return math.inf if self.energy_j is None else self.energy_j
         return self.latency_s if objective == "latency" else self.bottleneck_s
 
 
@@ -172,12 +210,64 @@ def evaluate(problem: Problem, assign: dict[str, str]) -> Evaluation:
             key = problem.link_key(a, b)
             if key is not None:
                 links[key] = links.get(key, 0.0) + c
-    name, worst = max(list(loads.items()) + list(links.items()), key=lambda kv: kv[1])
-    return Evaluation(latency, worst, name, loads, links)
+    name, worst = max(list(loads.items()) + list(links.items()) + _fpga_group(problem, loads, links),
+                      key=lambda kv: kv[1])
+    return _with_energy(problem, assign, Evaluation(latency, worst, name, loads, links))
 
 
-def violations(problem: Problem, assign: dict[str, str]) -> list[str]:
-    """Every constraint an assignment breaks, in words (empty when feasible)."""
+def _with_energy(problem: Problem, assign: dict[str, str], ev: Evaluation) -> Evaluation:
+    """Energy per sample: each node's busy time x its power above idle, plus the idle
+    power of every device the plan uses for one pipeline cycle (the bottleneck), since a
+    device in the pipeline draws its idle power all the time, busy or waiting."""
+    if not problem.idle_w and not problem.active_w:
+        return ev
+    per: dict[str, float] = {}
+    for n in problem.order:
+        u = assign[n]
+        d = problem.unit_by_name[u].device
+        per[d] = per.get(d, 0.0) + problem.compute[n][u] * problem.active_w.get(n, {}).get(u, 0.0)
+    for d in per:
+        per[d] += problem.idle_w.get(d, 0.0) * ev.bottleneck_s
+    ev.energy_j = sum(per.values())
+    ev.device_energy_j = per
+    return ev
+
+
+def fmt_sps(x: float) -> str:
+    """Samples/s for messages: grouped digits when large, 4 significant digits when small."""
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.4g}"
+
+
+def floor_violations(problem: Problem, ev: Evaluation) -> list[str]:
+    """The floors (--min-throughput, --max-latency) an evaluated plan misses, in words."""
+    out = []
+    lo, hi = problem.min_throughput_sps, problem.max_latency_s
+    if lo is not None and ev.throughput_sps < lo * (1 - FLOOR_TOL):
+        out.append(f"throughput {fmt_sps(ev.throughput_sps)} samples/s is below the floor "
+                   f"--min-throughput {fmt_sps(lo)}")
+    if hi is not None and ev.latency_s > hi * (1 + FLOOR_TOL):
+        out.append(f"latency {ev.latency_s:.6g} s per sample is above the floor "
+                   f"--max-latency {hi:.6g}")
+    return out
+
+
+def _fpga_group(problem: Problem, loads: dict[str, float],
+                links: dict[str, float]) -> list[tuple[str, float]]:
+    """The shared FPGA resource's load: every slot and every DMA crossing (hwpart.timing:
+    one engine, one routed chain at a time). Empty without slots."""
+    if not any(u.is_slot for u in problem.units):
+        return []
+    total = sum(v for k, v in loads.items() if problem.shares_fpga(k))
+    total += sum(v for k, v in links.items() if problem.shares_fpga(k))
+    return [(FPGA_RESOURCE, total)]
+
+
+def violations(problem: Problem, assign: dict[str, str], floors: bool = True) -> list[str]:
+    """Every constraint an assignment breaks, in words (empty when feasible).
+
+    ``floors=False`` leaves out the throughput/latency floors: baselines such as
+    "all on the CPU" are shown beside a plan even when they miss the floor.
+    """
     out = []
     for n in problem.order:
         u = assign.get(n)
@@ -208,7 +298,13 @@ def violations(problem: Problem, assign: dict[str, str]) -> list[str]:
             run = tuple(sorted(members, key=problem.position.__getitem__))
             if allowed is not None and run not in allowed:
                 out.append(f"{unit.name}: no RM of the overlay implements exactly {list(run)}")
+    if floors and not out and has_floors(problem):
+        out += floor_violations(problem, evaluate(problem, assign))
     return out
+
+
+def has_floors(problem: Problem) -> bool:
+    return problem.min_throughput_sps is not None or problem.max_latency_s is not None
 
 
 # --------------------------------------------------------------------------- solutions
@@ -235,8 +331,19 @@ def solve(problem: Problem, objective: str = "throughput", method: str = "auto",
     """Pick the right solver: ``dp`` / ``milp`` / ``greedy`` / ``auto``."""
     if objective not in OBJECTIVES:
         raise PlanError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+    if objective == "energy" and not problem.idle_w and not problem.active_w:
+        raise PlanError("the energy objective needs power figures for the devices "
+                        "(hwpart.energy.attach_power); none were given")
+    for name, v in (("--min-throughput", problem.min_throughput_sps),
+                    ("--max-latency", problem.max_latency_s)):
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise PlanError(f"{name} {v}: must be a positive number")
+    if method == "dp" and has_floors(problem):
+        raise PlanError("the dp solver cannot keep --min-throughput/--max-latency floors; "
+                        "use milp (or auto)")
     if method == "auto":
-        if objective == "latency" and problem.is_chain() and not _memory_binding(problem):
+        if objective == "latency" and problem.is_chain() and not _memory_binding(problem) \
+                and not has_floors(problem):
             method = "dp"
         elif len(problem.order) <= 2000:
             method = "milp"
@@ -371,10 +478,12 @@ def build_milp(problem: Problem, objective: str):
     """The MILP as (vars, rows, x-index); shared by the exact solve and the bound."""
     V, R = _Vars(), _Rows()
     lat_w = 1.0 if objective == "latency" else TIE_BREAK
+    lat_terms: list[tuple[int, float]] = []  # the latency expression, for --max-latency
     x: dict[tuple[str, str], int] = {}
     for n in problem.order:
         for u, t in problem.compute[n].items():
             x[n, u] = V.add(lat_w * t)
+            lat_terms.append((x[n, u], t))
         R.add([(x[n, u], 1.0) for u in problem.compute[n]], 1.0, 1.0)
     # y[e, a, b]: edge e=(u, v) runs u on a and v on b. Its marginals are x (the
     # tight "local polytope" form; the textbook z >= x_u + x_v - 1 has a weak LP
@@ -390,6 +499,7 @@ def build_milp(problem: Problem, objective: str):
             for b in {b for v in succ for b in problem.compute[v]} - {a}:
                 c = problem.transfer(n, a, b)
                 z[a, b] = V.add(lat_w * c, integer=False)
+                lat_terms.append((z[a, b], c))
                 key = problem.link_key(a, b)
                 if key is not None:
                     link_terms.setdefault(key, []).append((z[a, b], c))
@@ -432,6 +542,7 @@ def build_milp(problem: Problem, objective: str):
     for s0, s1 in zip(slots, slots[1:], strict=False):
         same = s0.capacity == s1.capacity and all(
             problem.compute[n].get(s0.name) == problem.compute[n].get(s1.name)
+            and problem.active_w.get(n, {}).get(s0.name) == problem.active_w.get(n, {}).get(s1.name)
             for n in problem.order)
         if not same:
             continue
@@ -452,15 +563,96 @@ def build_milp(problem: Problem, objective: str):
             terms = [t for t in terms if t[1]]
             if terms:
                 R.add(terms, -math.inf, unit.memory_bytes)
-    if objective == "throughput":
-        T = V.add(1.0, integer=False, ub=math.inf)
+    T = None  # the pipeline cycle per sample: throughput, energy and --min-throughput need it
+    if objective != "latency" or problem.min_throughput_sps is not None:
+        T = V.add(1.0 if objective == "throughput" else 0.0, integer=False, ub=math.inf)
         for unit in problem.units:
             terms = [(x[n, unit.name], problem.compute[n][unit.name])
                      for n in problem.order if (n, unit.name) in x]
             R.add(terms + [(T, -1.0)], -math.inf, 0.0)
         for terms in link_terms.values():
             R.add(terms + [(T, -1.0)], -math.inf, 0.0)
+        group = [(x[n, u.name], problem.compute[n][u.name]) for u in problem.units
+                 if u.is_slot for n in problem.order if (n, u.name) in x]
+        group += [t for key, terms in link_terms.items() if problem.shares_fpga(key)
+                  for t in terms]
+        if group:  # the one DMA engine: all slots and all DMA crossings (hwpart.timing)
+            R.add(group + [(T, -1.0)], -math.inf, 0.0)
+    _floors_and_energy(problem, objective, V, R, x, T, lat_terms)
     return V, R, x
+
+
+def _floors_and_energy(problem: Problem, objective: str, V: _Vars, R: _Rows,
+                       x: dict[tuple[str, str], int], T: int | None,
+                       lat_terms: list[tuple[int, float]]) -> None:
+    """Floor rows, and the energy objective, which stays linear:
+
+    sum x[n,u]·t[n,u]·P_active[n,u]  +  sum_d P_idle[d]·s_d,  with s_d >= T - M·(1 - used_d)
+    and used_d >= x[n,u] for every unit u of device d. So s_d = T when the plan uses d,
+    else 0; M bounds T (no unit or link can carry more than every node's slowest
+    time plus every possible transfer). T >= every load (the rows above), so T is the
+    bottleneck once minimised.
+    """
+    if problem.max_latency_s is not None:
+        R.add(lat_terms, -math.inf, problem.max_latency_s)
+    if T is not None and problem.min_throughput_sps is not None:
+        V.ub[T] = 1.0 / problem.min_throughput_sps
+    if objective != "energy":
+        return
+    assert T is not None
+    for (n, u), i in x.items():
+        V.cost[i] += problem.compute[n][u] * problem.active_w.get(n, {}).get(u, 0.0)
+    big = min(V.ub[T], _load_bound(problem))
+    V.ub[T] = big
+    for device in sorted({u.device for u in problem.units}):
+        p = problem.idle_w.get(device, 0.0)
+        if p <= 0.0:
+            continue
+        used = V.add(integer=False)
+        for (_n, u), i in x.items():
+            if problem.unit_by_name[u].device == device:
+                R.add([(i, 1.0), (used, -1.0)], -math.inf, 0.0)
+        s = V.add(p, integer=False, ub=math.inf)
+        R.add([(s, 1.0), (T, -1.0), (used, -big)], -big, math.inf)
+
+
+def _load_bound(problem: Problem) -> float:
+    """An upper bound on any unit's or link's load per sample (the big M of the energy rows)."""
+    total = 0.0
+    for n in problem.order:
+        total += max(problem.compute[n].values())
+        targets = {b for v in problem.dag.successors(n) for b in problem.compute[v]}
+        worst = max((problem.transfer(n, a, b) for a in problem.compute[n]
+                     for b in targets if b != a), default=0.0)
+        total += len(problem.units) * worst
+    return max(total, 1e-12)
+
+
+def _time_scale(problem: Problem) -> float:
+    """Factor that brings the problem's times to order 1 for HiGHS.
+
+    HiGHS stops at an absolute gap of 1e-6 and keeps rows to 1e-7 absolute; real
+    layers take microseconds, so in seconds it returned plans up to 10 % off the
+    optimum (seen on random problems scaled to microseconds). Every objective and
+    row is linear in time, so solving in scaled time gives the same plan.
+    """
+    ref = sum(min(problem.compute[n].values()) for n in problem.order)
+    return 1.0 / ref if ref > 0 and math.isfinite(ref) else 1.0
+
+
+def _scaled(problem: Problem, k: float) -> Problem:
+    """The same problem with every time multiplied by ``k`` (floors and links too)."""
+    if k == 1.0:
+        return problem
+    lo, hi = problem.min_throughput_sps, problem.max_latency_s
+    return dataclasses.replace(
+        problem,
+        compute={n: {u: t * k for u, t in d.items()} for n, d in problem.compute.items()},
+        links={key: dataclasses.replace(c, bandwidth_bps=c.bandwidth_bps / k,
+                                        latency_s=c.latency_s * k)
+               for key, c in problem.links.items()},
+        min_throughput_sps=None if lo is None else lo / k,
+        max_latency_s=None if hi is None else hi * k)
 
 
 def _run_milp(V: _Vars, R: _Rows, relax: bool, time_limit_s: float, gap: float):
@@ -477,10 +669,13 @@ def solve_milp(problem: Problem, objective: str = "throughput", time_limit_s: fl
                gap: float = 1e-7) -> Solution:
     """Exact (to ``gap``) MILP solve with HiGHS; reports the dual bound when time runs out."""
     t0 = time.perf_counter()
-    V, R, x = build_milp(problem, objective)
+    k = _time_scale(problem)
+    V, R, x = build_milp(_scaled(problem, k), objective)
     res = _run_milp(V, R, relax=False, time_limit_s=time_limit_s, gap=gap)
     if res.x is None:
         if res.status == 2 or "infeasible" in str(res.message).lower():
+            if has_floors(problem):
+                raise PlanError(_floor_message(problem, time_limit_s))
             raise PlanError(
                 "no feasible plan: the capability, slot-resource and memory constraints cannot "
                 "all be met; allow more devices or slots, or relax the FPGA tolerance"
@@ -492,19 +687,41 @@ def solve_milp(problem: Problem, objective: str = "throughput", time_limit_s: fl
     bound = getattr(res, "mip_dual_bound", None)
     sol = _finish(problem, assign, "milp", res.status == 0, t0, None)
     if bound is not None and np.isfinite(bound):
-        # the dual bound is on the weighted objective; convert to the objective itself
-        sol.bound = float(bound) if objective == "latency" else float(bound) - TIE_BREAK * (
+        # the dual bound is on the weighted objective in scaled time; convert to the objective
+        bound = float(bound) / k
+        sol.bound = bound if objective == "latency" else bound - TIE_BREAK * (
             sol.evaluation.latency_s)
     return sol
 
 
+def _floor_message(problem: Problem, time_limit_s: float) -> str:
+    """Why no plan meets the floors, with the best figure each floor could have had."""
+    free = dataclasses.replace(problem, min_throughput_sps=None, max_latency_s=None)
+    parts = []
+    try:
+        if problem.min_throughput_sps is not None:
+            best = solve_milp(free, "throughput", time_limit_s).evaluation.throughput_sps
+            parts.append(f"--min-throughput {fmt_sps(problem.min_throughput_sps)} samples/s "
+                         f"(the fastest plan reaches {fmt_sps(best)} samples/s)")
+        if problem.max_latency_s is not None:
+            best = solve_milp(free, "latency", time_limit_s).evaluation.latency_s
+            parts.append(f"--max-latency {problem.max_latency_s:.6g} s (the quickest plan "
+                         f"takes {best:.6g} s per sample)")
+    except PlanError as exc:  # infeasible without the floors too
+        return str(exc)
+    joint = " together" if len(parts) > 1 else ""
+    return (f"no plan meets the floor{'s' if len(parts) > 1 else ''}{joint}: "
+            f"{' and '.join(parts)}; lower the floor or allow more devices or slots")
+
+
 def lower_bound(problem: Problem, objective: str, time_limit_s: float = 60.0) -> float:
     """LP-relaxation bound of the MILP: a certificate for heuristic plans on large graphs."""
-    V, R, _ = build_milp(problem, objective)
+    k = _time_scale(problem)
+    V, R, _ = build_milp(_scaled(problem, k), objective)
     res = _run_milp(V, R, relax=True, time_limit_s=time_limit_s, gap=1e-9)
     if res.x is None:
         raise PlanError(f"LP relaxation failed: {res.message}")
-    return float(res.fun)
+    return float(res.fun) / k
 
 
 # --------------------------------------------------------------------------- heuristic
@@ -523,11 +740,29 @@ class _State:
         self.load = dict.fromkeys((u.name for u in problem.units), 0.0)
         self.links: dict[str, float] = {}
         self.latency = 0.0
+        self.dynamic_j = 0.0  # sum of busy time x power above idle
+        self.on_device: dict[str, int] = {}  # nodes per device: which devices are in use
         for n in problem.order:
             t = problem.compute[n][assign[n]]
             self.load[assign[n]] += t
             self.latency += t
+            self._count(n, assign[n], +1)
         self._apply(problem.order, +1.0)
+
+    def _count(self, n: str, unit: str, sign: int) -> None:
+        d = self.p.unit_by_name[unit].device
+        self.on_device[d] = self.on_device.get(d, 0) + sign
+        self.dynamic_j += sign * self.p.compute[n][unit] * self.p.active_w.get(n, {}).get(unit, 0.0)
+
+    def _floor_penalty(self, worst: float) -> float:
+        """Greedy keeps the floors as a steep penalty (the MILP keeps them exactly)."""
+        p = self.p
+        over = 0.0
+        if p.min_throughput_sps is not None:
+            over += max(0.0, worst - 1.0 / p.min_throughput_sps)
+        if p.max_latency_s is not None:
+            over += max(0.0, self.latency - p.max_latency_s)
+        return over * 1e6 * (1.0 + sum(p.idle_w.values()))
 
     def _transfers(self, producers):
         p, a = self.p, self.assign
@@ -550,14 +785,23 @@ class _State:
         self.load[old] -= t_old
         self.load[unit] += t_new
         self.latency += t_new - t_old
+        self._count(n, old, -1)
+        self._count(n, unit, +1)
         self.assign[n] = unit
         self._apply(producers, +1.0)
 
     def value(self, objective: str) -> float:
-        if objective == "latency":
+        if objective == "latency" and not has_floors(self.p):
             return self.latency
-        worst = max(max(self.load.values()), max(self.links.values(), default=0.0))
-        return worst + TIE_BREAK * self.latency
+        worst = max(max(self.load.values()), max(self.links.values(), default=0.0),
+                    max((v for _, v in _fpga_group(self.p, self.load, self.links)), default=0.0))
+        pen = self._floor_penalty(worst) if has_floors(self.p) else 0.0
+        if objective == "latency":
+            return self.latency + pen
+        if objective == "energy":
+            idle = sum(self.p.idle_w.get(d, 0.0) for d, c in self.on_device.items() if c > 0)
+            return self.dynamic_j + idle * worst + pen + TIE_BREAK * self.latency
+        return worst + TIE_BREAK * self.latency + pen
 
 
 def solve_greedy(problem: Problem, objective: str = "throughput", passes: int = 6) -> Solution:
@@ -631,6 +875,10 @@ def solve_greedy(problem: Problem, objective: str = "throughput", passes: int = 
         if best_run is not None:
             for n in best_run:
                 st.move(n, unit.name)
+    missed = floor_violations(problem, evaluate(problem, assign)) if has_floors(problem) else []
+    if missed:
+        raise PlanError(f"greedy solver found no plan that meets the floors ({'; '.join(missed)}); "
+                        "use --solver milp, which is exact")
     return _finish(problem, assign, "greedy", False, t0)
 
 
@@ -698,13 +946,43 @@ class Placement:
         return self.device if self.slot is None else f"{self.device}{self.slot}"
 
 
+def unit_kind(unit: str) -> str:
+    """``fpga0`` / ``fpga0+1`` -> ``fpga``: a unit names a device kind, then its slots."""
+    return _unit_parts(unit)[0]
+
+
+def unit_slots(unit: str) -> tuple[int, ...]:
+    """``fpga0+1`` -> (0, 1): the slots a stage chains through the switch; () for cpu/gpu."""
+    return _unit_parts(unit)[1]
+
+
+def chain_unit(device: str, slots: list[int] | tuple[int, ...]) -> str:
+    """The unit of a stage that chains ``slots`` in stream order: ``fpga0+1``."""
+    return device + "+".join(str(k) for k in slots)
+
+
+def _unit_parts(unit: str) -> tuple[str, tuple[int, ...]]:
+    m = re.fullmatch(r"([A-Za-z_]+)(\d+(?:\+\d+)*)?", unit)
+    if m is None:
+        raise PlanError(f"unit {unit!r} is not DEVICE, DEVICE<slot> or DEVICE<slot>+<slot>... "
+                        "(e.g. cpu, gpu, fpga0, fpga0+1)")
+    return m.group(1), tuple(int(k) for k in (m.group(2) or "").split("+") if k)
+
+
 @dataclass
 class StageSpec:
-    """A maximal run of nodes, in execution order, on one unit."""
+    """A maximal run of nodes, in execution order, on one unit.
+
+    Consecutive FPGA slots whose groups form a chain are one stage (unit
+    ``fpga0+1``): one DMA round trip through the switch (:mod:`hwpart.timing`).
+    ``predicted_s``: the plan's service time per sample of this stage on its
+    device, the transfers that device makes included (None for hand-made plans).
+    """
 
     name: str
     unit: str
     nodes: list[str]
+    predicted_s: float | None = None
 
 
 @dataclass
@@ -726,6 +1004,9 @@ class Plan:
     link_load_s: dict[str, float] = field(default_factory=dict)
     bottleneck: str = ""
     version: int = 1
+    # Per-device energy figures behind predicted["energy_j_per_sample"] (hwpart.energy):
+    # device -> power used, its source, busy and energy per sample. Empty without power.
+    energy: dict[str, dict] = field(default_factory=dict)
 
     def unit_of(self, node: str) -> str:
         return self.assignment[node].unit
@@ -786,8 +1067,10 @@ def stage_order(problem: Problem, assign: dict[str, str]) -> list[StageSpec]:
     ready = [r for r, d in indeg.items() if d == 0]
     seq: list[str] = []
     current = None
+    slot_unit = {u.name for u in problem.units if u.is_slot}
     while ready:
-        same = [r for r in ready if unit_of[r] == current]
+        same = [r for r in ready if unit_of[r] == current] or [  # then chain the next slot
+            r for r in ready if current in slot_unit and unit_of[r] in slot_unit]
         pick = min(same or ready, key=lambda r: position[members[r][0]])
         ready.remove(pick)
         seq.append(pick)
@@ -801,9 +1084,28 @@ def stage_order(problem: Problem, assign: dict[str, str]) -> list[StageSpec]:
         u = unit_of[r]
         if stages and stages[-1].unit == u:
             stages[-1].nodes.extend(members[r])
+        elif stages and u in slot_unit and _chains(problem, stages[-1], members[r], slot_unit):
+            last = stages[-1]
+            last.unit = chain_unit(unit_kind(u), unit_slots(last.unit) + unit_slots(u))
+            last.nodes.extend(members[r])
         else:
             stages.append(StageSpec(f"stage{len(stages)}", u, list(members[r])))
     return stages
+
+
+def _chains(problem: Problem, prev: StageSpec, group: list[str], slot_unit: set[str]) -> bool:
+    """Whether slot ``group`` can follow stage ``prev`` through the switch: ``prev`` is on
+    slots, its only value that leaves it feeds ``group`` alone, and ``group`` reads nothing
+    else -- a stream chain, one DMA round trip (the host never sees the value between)."""
+    if not all(chain_unit(unit_kind(prev.unit), (k,)) in slot_unit
+               for k in unit_slots(prev.unit)) or not unit_slots(prev.unit):
+        return False
+    inside, here = set(prev.nodes), set(group)
+    dag = problem.dag
+    leaving = {n for n in inside for v in dag.successors(n) if v not in inside}
+    reads = {p for n in here for p in dag.predecessors(n) if p not in here}
+    return (len(leaving) == 1 and reads == leaving
+            and all(v in here for v in dag.successors(next(iter(leaving))) if v not in inside))
 
 
 def make_plan(problem: Problem, sol: Solution, *, model: str, input_shape: tuple[int, ...],
@@ -813,14 +1115,45 @@ def make_plan(problem: Problem, sol: Solution, *, model: str, input_shape: tuple
         unit = problem.unit_by_name[u]
         placement[n] = Placement(unit.device, unit.slot)
     ev = sol.evaluation
+    stages = stage_order(problem, sol.assign)
+    predict_stages(problem, sol.assign, stages)
+    slots_used = {u for u in sol.assign.values() if problem.unit_by_name[u].is_slot}
     return Plan(
         model=model, input_shape=list(input_shape), objective=objective, batch=batch,
-        board=board, assignment=placement, stages=stage_order(problem, sol.assign),
+        board=board, assignment=placement, stages=stages,
         predicted={"latency_s": ev.latency_s, "bottleneck_s": ev.bottleneck_s,
-                   "throughput_sps": ev.throughput_sps},
+                   "throughput_sps": ev.throughput_sps,
+                   # every RM the plan places is swapped in once at load (hwpart.timing)
+                   "pr_setup_s": len(slots_used) * problem.pr_s,
+                   **({} if ev.energy_j is None else {"energy_j_per_sample": ev.energy_j})},
         solver=sol.solver, optimal=sol.optimal, solve_time_s=sol.solve_time_s,
         unit_load_s=ev.unit_load_s, link_load_s=ev.link_load_s, bottleneck=ev.bottleneck,
     )
+
+
+def predict_stages(problem: Problem, assign: dict[str, str], stages: list[StageSpec]) -> None:
+    """Set each stage's ``predicted_s``: its layers' compute plus the transfers its device
+    makes, per sample -- what the monitor measures as that stage's service time.
+
+    A crossing is made by the side that is not the CPU (the GPU copies, the FPGA's DMA
+    moves the data), so it is charged to that side's stage; the transfers into and
+    out of a chained FPGA stage are its DMA round trip.
+    """
+    stage_of = {n: st for st in stages for n in st.nodes}
+    for st in stages:
+        st.predicted_s = sum(problem.compute[n][assign[n]] for n in st.nodes)
+    for n in problem.order:
+        a = assign[n]
+        consumers: dict[str, str] = {}
+        for v in problem.dag.successors(n):
+            consumers.setdefault(assign[v], v)
+        for b, v in consumers.items():
+            if b == a:
+                continue
+            c = problem.transfer(n, a, b)
+            st = stage_of.get(n) if problem.unit_by_name[a].device != "cpu" else stage_of.get(v)
+            if st is not None and st.predicted_s is not None:
+                st.predicted_s += c
 
 
 def manual_plan(model: str, input_shape: tuple[int, ...] | list[int],
@@ -832,10 +1165,9 @@ def manual_plan(model: str, input_shape: tuple[int, ...] | list[int],
     specs = [StageSpec(f"stage{i}", unit, list(nodes)) for i, (unit, nodes) in enumerate(stages)]
     assignment = {}
     for st in specs:
-        device = st.unit.rstrip("0123456789")
-        slot = st.unit[len(device):]
-        for n in st.nodes:
-            assignment[n] = Placement(device, int(slot) if slot else None)
+        device, slots = _unit_parts(st.unit)
+        for n in st.nodes:  # a chained stage's layers are placed on its first slot
+            assignment[n] = Placement(device, slots[0] if slots else None)
     return Plan(model=model, input_shape=list(input_shape), objective="throughput", batch=batch,
                 board=None, assignment=assignment, stages=specs, predicted={}, solver="manual",
                 optimal=False, solve_time_s=0.0)
@@ -851,7 +1183,7 @@ def single_device(problem: Problem, unit: str) -> dict[str, str] | None:
             assign[n] = "cpu"
         else:
             return None
-    return None if violations(problem, assign) else assign
+    return None if violations(problem, assign, floors=False) else assign
 
 
 def all_assignments(problem: Problem):

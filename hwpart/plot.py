@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 
 from hwpart.graph import LayerGraph  # noqa: E402
-from hwpart.partition import Plan  # noqa: E402
+from hwpart.partition import Plan, unit_kind  # noqa: E402
 
 COLORS = {"cpu": "#4c72b0", "gpu": "#55a868", "fpga": "#c44e52"}
 
@@ -23,7 +23,7 @@ def plot_plan(lg: LayerGraph, plan: Plan, path: str | Path) -> None:
             dag.nodes[n]["_depth"] = depth
     pos = nx.multipartite_layout(dag, subset_key="_depth", align="horizontal", scale=-1)
     units = {n: (plan.assignment[n].unit if n in plan.assignment else "cpu") for n in dag}
-    colors = [COLORS.get(units[n].rstrip("0123456789"), "#999999") for n in dag]
+    colors = [COLORS.get(unit_kind(units[n]), "#999999") for n in dag]
     width = max(6.0, 1.6 * max(len(g) for g in nx.topological_generations(dag)))
     fig, ax = plt.subplots(figsize=(width, max(4.0, 0.7 * len(dag))))
     nx.draw_networkx_edges(dag, pos, ax=ax, arrows=True, edge_color="#888888")

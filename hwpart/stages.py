@@ -20,7 +20,7 @@ from torch.fx.passes.split_module import split_module
 
 from hwpart.errors import PlanError
 from hwpart.graph import IO_OPS, LayerGraph
-from hwpart.partition import Plan
+from hwpart.partition import Plan, unit_kind
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Stage:
 
     @property
     def device(self) -> str:
-        return self.unit.rstrip("0123456789")
+        return unit_kind(self.unit)
 
     def __call__(self, env: dict[str, Any]) -> dict[str, Any]:
         """Run on a value dict; returns the dict for the next stage (dead values dropped)."""

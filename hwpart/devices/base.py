@@ -15,6 +15,11 @@ Contract the runtime relies on:
 * ``run`` is called from one worker thread per loaded stage, possibly several
   stages of one device at once, so a device must not keep per-call state outside
   the handle.
+* after ``run`` a device may set ``handle.service_s``: the time the batch spent in
+  the device itself, without waiting for locks (a shared DMA engine, a slot being
+  reconfigured); for a simulated board, the board's *modeled* time. The monitor
+  keeps it apart from the wall time, so the re-allocator can tell a slow device
+  from a busy one.
 * ``metrics()`` is called from the monitor's thread; ``None`` means "not readable
   here" (shown as n/a), which is different from a measured 0.
 """
@@ -27,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from hwpart.errors import DeviceError
 from hwpart.graph import LayerGraph
+from hwpart.partition import unit_kind  # noqa: F401  (re-exported: devices name units so)
 from hwpart.stages import Stage
 
 #: Metric names devices report (all optional); the monitor shows these columns.
@@ -44,6 +50,11 @@ class LoadedStage:
     stage: Stage
     device: str  # the device's name, for messages
     state: dict[str, Any] = field(default_factory=dict)  # device-specific (module copy, stream)
+    # What the last ``run`` spent in the device itself, when the device can tell it apart
+    # from its wall time: None means the wall time *is* the service time (CPU, GPU).
+    # ``service_modeled``: the figure is a simulated board's modeled time, not host time.
+    service_s: float | None = None
+    service_modeled: bool = False
 
 
 @runtime_checkable
@@ -147,6 +158,3 @@ def available_devices() -> list[tuple[str, bool, str]]:
     return rows
 
 
-def unit_kind(unit: str) -> str:
-    """``fpga0`` -> ``fpga``: a plan's unit names its device kind plus an optional slot."""
-    return unit.rstrip("0123456789")

@@ -16,10 +16,22 @@ slot(s) -> switch -> DMA S2MM -> words of the last RM's output type -> float.
 The conversion is the one hls4ml's C simulation applies, so the result is
 bit-identical to the C simulation of the same float input.
 
-PR swap (one slot, between batches, under the device lock so no transfer is
-in flight): route nothing into the slot -> decouple and wait for the status
-bit -> ``pr_download`` -> pulse the RM reset -> recouple -> read the RM's
-identity register to check the right RM is there. The partial's ``.bit`` and
+Locks, as the shell shares its parts: one per slot, and one for the DMA
+engine, which every slot shares and which the switch gives to one chain at a
+time (:mod:`hwpart.timing`). A transfer holds its chain's slot locks, then the
+engine; a PR swap holds only its own slot's lock, so swapping one slot does not
+stall a transfer through another.
+
+PR swap (one slot, between batches, under that slot's lock so no transfer
+through it is in flight): route nothing into or out of the slot -> decouple and
+wait for the status bit -> ``pr_download`` -> pulse the RM reset -> recouple ->
+read the RM's identity register to check the right RM is there.
+
+Service time: after each batch the handle carries the time the batch spent in
+the device (``LoadedStage.service_s``), without lock waits; on the simulated
+board that is the board's *modeled* timeline of the round trip (MM2S issue to
+S2MM completion) plus any PR swap it needed, so reports compare the plan with
+the modeled board, and show the simulator's host time apart. The partial's ``.bit`` and
 ``.hwh`` are checked against the manifest's sha256 *before* anything is
 downloaded; a mismatch refuses the swap and names the file.
 """
@@ -37,9 +49,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from hwpart.devices.base import LoadedStage, Metrics, merge_outputs, register_device, unit_kind
+from hwpart import timing
+from hwpart.devices.base import LoadedStage, Metrics, merge_outputs, register_device
 from hwpart.errors import DeviceError
 from hwpart.graph import LayerGraph
+from hwpart.partition import unit_slots
 from hwpart.sim.bundle import Bundle, BundleRM, load_bundle, sha256_file
 from hwpart.sim.fixed import StreamLayout
 from hwpart.sim.regs import (  # one source for the register maps (PG085, slot control, PG021)
@@ -115,6 +129,17 @@ class _Slot:
 
 
 @dataclass
+class BatchTiming:
+    """Where one batch's time went (see the module docstring)."""
+
+    service_s: float  # in the device: modeled board time on the simulated board
+    wait_s: float  # waiting for the slots' and the DMA engine's locks
+    host_s: float  # host wall time of the DMA round trip (the simulator's own time)
+    modeled: bool
+    swaps: int = 0
+
+
+@dataclass
 class _Plan:
     """A loaded stage on the fabric: the RMs in stream order and their slots."""
 
@@ -124,6 +149,7 @@ class _Plan:
     out_shape: tuple[int, ...]
     buffers: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # batch -> (in, out)
     layouts: dict[int, tuple[StreamLayout, StreamLayout]] = field(default_factory=dict)
+    last: BatchTiming | None = None  # the latest batch (one worker per plan)
 
     def layout(self, word_bits: int) -> tuple[StreamLayout, StreamLayout]:
         """(stream layout in, out) for the shell's DMA word width, built once."""
@@ -151,7 +177,9 @@ class FpgaDevice:
         self.sim: Any = None  # the SimBoard when simulated
         self.pdev: Any = None  # the pynq.Device every call goes to
         self.ol: Any = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # bring-up, recovery and the switch's registers
+        self._dma_lock = threading.Lock()  # the one DMA engine (and the switch's route)
+        self._slot_locks: list[threading.RLock] = []
         self._slots: list[_Slot] = []
         self._route: tuple[int, ...] | None = None
         self._t_metrics = time.perf_counter()
@@ -225,6 +253,8 @@ class FpgaDevice:
             # the addresses the bundle's manifest records (same map on board, sim and RTL)
             self.switch = pynq.MMIO(b.switch_address, 0x1000, device=self.pdev)
             self._slots = [_Slot(pynq.MMIO(a, 0x1000, device=self.pdev)) for a in b.decouplers]
+            while len(self._slot_locks) < len(self._slots):  # kept across reloads
+                self._slot_locks.append(threading.RLock())
             self._route = None
 
     def _verify(self, path: Path, slot: int | None, rm: str | None) -> None:
@@ -286,24 +316,32 @@ class FpgaDevice:
         if len(acts) != 1:
             raise DeviceError(f"stage {stage.name}: an FPGA stage takes one activation input, "
                               f"got {acts}")
-        slot = stage.unit[len(unit_kind(stage.unit)):]  # "fpga1" -> first slot 1
-        plan = self.plan([r.spec.name for r in chain], int(slot) if slot else 0)
-        with self._lock:
-            for r, k in zip(plan.rms, plan.slots, strict=True):
+        slots = list(unit_slots(stage.unit)) or [0]  # "fpga0+1": the plan's own slots
+        plan = self.plan([r.spec.name for r in chain], slots)
+        for r, k in zip(plan.rms, plan.slots, strict=True):
+            with self._slot_locks[k]:
                 self._ensure(k, r)
         return LoadedStage(stage, self.name, {"plan": plan, "input": acts[0]})
 
-    def plan(self, rm_names: list[str], first_slot: int = 0) -> _Plan:
-        """RMs chained in stream order from ``first_slot`` on (for :meth:`run_array`)."""
+    def plan(self, rm_names: list[str], slots: int | list[int] = 0) -> _Plan:
+        """RMs chained in stream order (for :meth:`run_array`): in ``slots`` when it names
+        one per RM, else in consecutive slots from the first one given."""
         b = self._load_bundle()
         chain = [b.rm(n) for n in rm_names]
-        slots = [(first_slot + i) % b.slots for i in range(len(chain))]
-        return _Plan(chain, slots, tuple(chain[0].spec.in_shape), tuple(chain[-1].spec.out_shape))
+        given = [slots] if isinstance(slots, int) else list(slots)
+        if len(given) != len(chain):
+            given = [(given[0] + i) % b.slots for i in range(len(chain))]
+        if any(not 0 <= k < b.slots for k in given):
+            raise DeviceError(f"slots {given} for RMs {rm_names}: the shell of bundle {b.name} "
+                              f"has slots 0..{b.slots - 1}")
+        return _Plan(chain, given, tuple(chain[0].spec.in_shape), tuple(chain[-1].spec.out_shape))
 
     def run(self, handle: LoadedStage, env: dict[str, Any]) -> dict[str, Any]:
         plan: _Plan = handle.state["plan"]
         x = env[handle.state["input"]]
         out = self.run_array(plan, x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+        if plan.last is not None:
+            handle.service_s, handle.service_modeled = plan.last.service_s, plan.last.modeled
         return merge_outputs(handle.stage, env, torch.from_numpy(out))
 
     def unload(self, handle: LoadedStage) -> None:
@@ -327,9 +365,14 @@ class FpgaDevice:
 
     # ------------------------------------------------------------------ fabric control
 
-    def _ensure(self, k: int, r: BundleRM) -> None:
-        if self._slots[k].rm != r.spec.name:
-            self.swap(k, r.spec.name)
+    def _ensure(self, k: int, r: BundleRM) -> float:
+        """Swap ``r`` into slot ``k`` unless it is there (caller holds the slot's lock);
+        returns the swap's time (modeled on the simulated board), 0 when none was needed."""
+        if self._slots[k].rm == r.spec.name:
+            return 0.0
+        t0 = time.perf_counter()
+        self.swap(k, r.spec.name)
+        return self.sim.last_pr_s if self.sim is not None else time.perf_counter() - t0
 
     def swap(self, k: int, rm_name: str) -> None:
         """Put RM ``rm_name`` into slot ``k`` (the PR sequence of the module docstring)."""
@@ -341,11 +384,11 @@ class FpgaDevice:
         bit = b.path(r.partials[k])
         import pynq
 
-        with self._lock:
+        with self._slot_locks[k] if k < len(self._slot_locks) else self._lock:
             self._verify(bit, k, rm_name)
             self._verify(bit.with_suffix(".hwh"), k, rm_name)
             slot = self._slots[k]
-            self._set_route(tuple())  # nothing routed into or out of any slot while swapping
+            self._isolate(k)  # nothing routed into or out of this slot while swapping
             slot.mmio.write(DECOUPLE, 1)
             self._poll(lambda: slot.mmio.read(STATUS) & ST_DECOUPLED, k, rm_name, "decouple")
             slot.rm = None
@@ -378,20 +421,33 @@ class FpgaDevice:
             time.sleep(1e-5)
 
     def _set_route(self, slots: tuple[int, ...]) -> None:
-        """DMA -> slots[0] -> ... -> slots[-1] -> DMA; every other master disabled."""
-        if self._route == slots:
-            return
-        n = 1 + len(self._slots)
-        mux = [SW_DISABLE] * n
-        if slots:
-            mux[1 + slots[0]] = 0
-            for a, c in zip(slots, slots[1:], strict=False):
-                mux[1 + c] = 1 + a
-            mux[0] = 1 + slots[-1]
-        for i, v in enumerate(mux):
-            self.switch.write(SW_MI_MUX + 4 * i, v)
-        self.switch.write(SW_CTRL, SW_COMMIT)
-        self._route = slots
+        """DMA -> slots[0] -> ... -> slots[-1] -> DMA; every other master disabled.
+        Called under the DMA lock: the engine's route is the only one in use."""
+        with self._lock:
+            if self._route == slots:
+                return
+            n = 1 + len(self._slots)
+            mux = [SW_DISABLE] * n
+            if slots:
+                mux[1 + slots[0]] = 0
+                for a, c in zip(slots, slots[1:], strict=False):
+                    mux[1 + c] = 1 + a
+                mux[0] = 1 + slots[-1]
+            for i, v in enumerate(mux):
+                self.switch.write(SW_MI_MUX + 4 * i, v)
+            self.switch.write(SW_CTRL, SW_COMMIT)
+            self._route = slots
+
+    def _isolate(self, k: int) -> None:
+        """Route nothing into or out of slot ``k``, leaving other slots' routes alone (the
+        caller holds slot ``k``'s lock, so no transfer through it is in flight)."""
+        with self._lock:
+            if self._route is not None and k not in self._route:
+                return
+            for i in range(1 + len(self._slots)):  # the route through k is idle: drop it all
+                self.switch.write(SW_MI_MUX + 4 * i, SW_DISABLE)
+            self.switch.write(SW_CTRL, SW_COMMIT)
+            self._route = tuple()
 
     # ------------------------------------------------------------------ data path
 
@@ -404,16 +460,36 @@ class FpgaDevice:
                               f"got {tuple(x.shape[1:])}")
         n = x.shape[0]
         rows = to_stream(np.asarray(x, dtype=np.float32))
-        with self._lock:
-            self.open()  # no-op unless a failure dropped the shell
-            for r, k in zip(plan.rms, plan.slots, strict=True):
-                self._ensure(k, r)  # another stage may have taken the slot: swap back
-            self._set_route(tuple(plan.slots))
-            lin, lout = plan.layout(self.word_bits)
-            inb, outb = self._buffers(plan, n, lin.sample_bytes, lout.sample_bytes)
-            inb[:] = lin.pack(rows)
-            self._transfer(plan, inb, outb, n)
-            y = lout.unpack(outb, n)
+        self.open()  # no-op unless a failure dropped the shell
+        lin, lout = plan.layout(self.word_bits)
+        inb, outb = self._buffers(plan, n, lin.sample_bytes, lout.sample_bytes)
+        inb[:] = lin.pack(rows)  # host work, outside the locks
+        t_ask = time.perf_counter()
+        locks = [self._slot_locks[k] for k in sorted(set(plan.slots))]
+        for lk in locks:  # always in slot order, then the engine: no lock-order cycle
+            lk.acquire()
+        try:
+            t_slots = time.perf_counter()
+            swap_s = sum(self._ensure(k, r) for r, k in zip(plan.rms, plan.slots, strict=True))
+            swaps_host = time.perf_counter() - t_slots
+            with self._dma_lock:
+                t_dma = time.perf_counter()
+                self._set_route(tuple(plan.slots))
+                self._transfer(plan, inb, outb, n)
+                t_done = time.perf_counter()
+        finally:
+            for lk in reversed(locks):
+                lk.release()
+        wait = (t_slots - t_ask) + (t_dma - t_slots - swaps_host)
+        if self.sim is not None:  # the board's own modeled timeline of this round trip
+            sent, got = self.sim.dma.mm2s.last, self.sim.dma.s2mm.last
+            board_s = got.done_model_s - sent.issued_host_s
+            plan.last = BatchTiming(board_s + swap_s, wait, t_done - t_dma, True,
+                                    int(swap_s > 0))
+        else:
+            plan.last = BatchTiming(t_done - t_dma + swap_s, wait, t_done - t_dma, False,
+                                    int(swap_s > 0))
+        y = lout.unpack(outb, n)
         return from_stream(y, plan.out_shape).astype(np.float32, copy=False)
 
     def _buffers(self, plan: _Plan, n: int, in_bytes: int, out_bytes: int) -> tuple[Any, Any]:
@@ -429,12 +505,12 @@ class FpgaDevice:
         return plan.buffers[n]
 
     def _modeled_s(self, plan: _Plan, inb: Any, outb: Any, n: int) -> float:
-        """Modeled time of one transfer on the simulated board (DMA both ways + RMs); 0 on a board."""
+        """Modeled time of one round trip on the simulated board (:mod:`hwpart.timing`);
+        0 on a board."""
         if self.sim is None:
             return 0.0
-        t = self.sim.timing
-        return (t.dma_s(int(inb.nbytes)) + t.dma_s(int(outb.nbytes))
-                + sum(t.rm_s(r.spec.cycles(n)) for r in plan.rms))
+        chain = [timing.RmTiming.of_spec(r.spec, self.word_bits) for r in plan.rms]
+        return timing.stage_time(self.sim.board, chain, n).total_s
 
     def _transfer(self, plan: _Plan, inb: Any, outb: Any, n: int) -> None:
         """Both DMA channels through their public PYNQ API, with our own time-out:

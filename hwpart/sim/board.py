@@ -125,6 +125,7 @@ class SimBoard(pynq.Device):
         self.base = self.ps_base
         self.dma_base = self.base + hwh.DMA_OFFSET
         self._pending_partial: tuple[str, int] | None = None
+        self.last_pr_s = 0.0  # modeled time of the latest partial reconfiguration
         self._configure(slots=self.board.slots.count, sg=False)
 
     # ------------------------------------------------------------------ shell state
@@ -227,6 +228,7 @@ class SimBoard(pynq.Device):
             self.slots[k].install(rm)
             self._propagate()
         self.ledger.add_pr(modeled)  # counted once it took effect
+        self.last_pr_s = modeled
         self._pending_partial = (bitstream.bitfile_name, k)
 
     def update_partial_region(self, hier: str, parser: Any) -> None:

@@ -102,6 +102,7 @@ class Channel:
     chain: list[_Desc] = field(default_factory=list)
     chain_pos: int = 0
     inject: int = 0  # error bits to raise on the next transfer (tests)
+    last: TransferRecord | None = None  # the latest transfer: the device reads its timeline
     _issued: float = 0.0
 
     @property
@@ -142,6 +143,7 @@ class Channel:
             rec.observed_host_s = time.perf_counter()
 
         self.busy_until = done_s
+        self.last = rec
         self.dma.ledger.add_transfer(rec)
         self.pending = _Pending(done_s, finish)
         self.settle()

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from hwpart import timing
 from hwpart.boards import Board
 
 #: Longest single sleep while a register read waits for a modeled completion:
@@ -46,8 +47,8 @@ class TransferRecord:
 
 @dataclass
 class TimingModel:
-    """Per-board prices, all modeled (see the module docstring): the board's own
-    formulas (:class:`hwpart.boards.Link`, :class:`hwpart.boards.ConfigPort`), one source."""
+    """Per-board prices, all modeled (see the module docstring): the functions of
+    :mod:`hwpart.timing`, which the partitioner prices FPGA stages with too."""
 
     board: Board
     pace: bool = field(default_factory=pace_default)
@@ -57,13 +58,13 @@ class TimingModel:
         return cls(board, pace_default() if pace is None else pace)
 
     def dma_s(self, nbytes: int) -> float:
-        return self.board.dma.link.transfer_s(nbytes)
+        return timing.dma_s(self.board, nbytes)
 
     def rm_s(self, cycles: float) -> float:
-        return cycles / (self.board.clocks.pl_mhz * 1e6)
+        return timing.rm_s(self.board, cycles)
 
     def pr_s(self, nbytes: int | None = None) -> float:
-        return self.board.swap_s() if nbytes is None else self.board.config_port.load_s(nbytes)
+        return timing.pr_s(self.board, nbytes)
 
 
 class ModeledLedger:

@@ -1,0 +1,123 @@
+"""One timing model of an FPGA stage, for the planner, the simulated board and the reports.
+
+Why one module: the partitioner predicts, the simulated board paces its DMA
+completions, and the run report compares the two. If each priced a stage its
+own way, the re-allocator would decide on the difference between two models
+instead of on the hardware. Every function here is *modeled* (board figures
+from ``boards/*.yaml``, RM cycles from the overlay manifest); callers label
+them so.
+
+How the hwpart shell moves a batch through an FPGA stage (``hls/``, ``sim/``):
+
+* one DMA round trip per stage: MM2S sends the batch, the AXI4-Stream switch
+  chains the stage's slots (consecutive FPGA slots of a plan are one stage),
+  S2MM receives the result;
+* the bytes that cross are the RM's packed ``ap_fixed`` stream words
+  (:class:`hwpart.sim.fixed.StreamLayout`), not float32;
+* each DMA transfer pays the board's per-transfer latency plus bytes over its
+  bandwidth (:meth:`hwpart.boards.Link.transfer_s`);
+* store-and-forward: a packet moves on when its last beat has arrived, so a
+  stage is ``dma_in + sum(RM) + dma_out``, with an RM's batch time
+  ``(latency + (n - 1) * II) / f_PL``;
+* one DMA engine serves every slot, and the switch routes one chain at a time,
+  so all FPGA stages of a plan share one resource: the engine is held from the
+  MM2S start to the S2MM end (:data:`FPGA_RESOURCE` in the partitioner);
+* a PR swap costs the partial's bytes over the configuration port, at load for
+  every RM the plan places, and per batch when a plan needs more RMs than slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hwpart.boards import Board
+
+#: Name of the shared FPGA resource (DMA engine + switch + slots) in plans and reports.
+FPGA_RESOURCE = "fpga"
+
+
+@dataclass(frozen=True)
+class RmTiming:
+    """What the timing model needs of one RM: its cycles and its packed stream bytes."""
+
+    name: str
+    latency_cycles: float
+    ii_cycles: float
+    in_bytes: int  # per sample into the RM, packed stream words
+    out_bytes: int  # per sample out of it
+
+    def cycles(self, samples: int) -> float:
+        return 0.0 if samples <= 0 else self.latency_cycles + (samples - 1) * self.ii_cycles
+
+    @classmethod
+    def of_spec(cls, spec: Any, word_bits: int) -> RmTiming:
+        """From a :class:`hwpart.sim.rm.RmSpec` (what the board and the device hold)."""
+        return cls(spec.name, float(spec.latency_cycles), float(spec.ii_cycles),
+                   spec.layout_in(word_bits).sample_bytes, spec.layout_out(word_bits).sample_bytes)
+
+    @classmethod
+    def of_manifest(cls, rm: Any, word_bits: int) -> RmTiming:
+        """From an overlay manifest's RM (what the planner reads)."""
+        return cls(rm.name, float(rm.cycles.latency), float(max(1, rm.cycles.ii)),
+                   rm.stream.in_words * word_bits // 8, rm.stream.out_words * word_bits // 8)
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """Modeled time of one batch through one FPGA stage (a chain of slots)."""
+
+    samples: int
+    dma_in_s: float
+    rm_s: tuple[float, ...]
+    dma_out_s: float
+    pr_s: float = 0.0  # swaps this batch has to wait for
+
+    @property
+    def total_s(self) -> float:
+        return self.dma_in_s + sum(self.rm_s) + self.dma_out_s + self.pr_s
+
+    @property
+    def per_sample_s(self) -> float:
+        return self.total_s / self.samples if self.samples else 0.0
+
+
+def dma_s(board: Board, nbytes: int) -> float:
+    """One DMA transfer of ``nbytes``: the per-transfer latency plus bytes over bandwidth."""
+    return board.dma.link.transfer_s(int(nbytes))
+
+
+def rm_s(board: Board, cycles: float) -> float:
+    """RM cycles at the board's fabric clock (the RM runs on FCLK0, whatever it was built for)."""
+    return cycles / (board.clocks.pl_mhz * 1e6)
+
+
+def pr_s(board: Board, nbytes: int | None = None) -> float:
+    """One partial reconfiguration: ``nbytes`` (default: the board's slot partial) over the
+    configuration port."""
+    return board.swap_s() if nbytes is None else board.config_port.load_s(int(nbytes))
+
+
+def stage_time(board: Board, chain: Sequence[RmTiming], samples: int,
+               swaps: int = 0) -> StageTime:
+    """A batch of ``samples`` through ``chain`` (RMs in stream order), store-and-forward."""
+    if not chain:
+        raise ValueError("an FPGA stage needs at least one RM")
+    return StageTime(samples, dma_s(board, samples * chain[0].in_bytes),
+                     tuple(rm_s(board, r.cycles(samples)) for r in chain),
+                     dma_s(board, samples * chain[-1].out_bytes), swaps * pr_s(board))
+
+
+def swaps_needed(chains: Sequence[Sequence[str]], slots: int) -> tuple[int, int]:
+    """(PR swaps at load, PR swaps per batch) for FPGA stages holding these RM chains.
+
+    At load every distinct RM is swapped in once. When the plan needs more RMs
+    than the shell has slots, the stages take turns: with each batch visiting the
+    stages in order, every RM has been evicted by the time it is needed again
+    (least-recently-used on a cycle longer than the cache), so each batch swaps
+    in every RM.
+    """
+    distinct = {r for c in chains for r in c}
+    total = sum(len(c) for c in chains)
+    return min(len(distinct), slots), (0 if total <= slots else total)
