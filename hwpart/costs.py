@@ -26,7 +26,17 @@ from torch import fx
 from hwpart.boards import Board, Host, load_board, load_host
 from hwpart.errors import ConfigError, PlanError
 from hwpart.graph import IO_OPS, LayerGraph, layer_run
-from hwpart.partition import LinkCost, Plan, Problem, Unit, make_plan, single_device, solve
+from hwpart.partition import (
+    Evaluation,
+    LinkCost,
+    Plan,
+    Problem,
+    Unit,
+    evaluate,
+    make_plan,
+    single_device,
+    solve,
+)
 from hwpart.timing import pr_s
 
 #: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
@@ -429,10 +439,14 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
     reasons: dict[str, dict[str, str]] = {}
     resources: dict[str, dict[str, float]] = {}
     memory: dict[str, float] = {}
-    for n in lg.nodes:
+    nodes = lg.nodes
+    for n in nodes:
         d = lg.dag.nodes[n]
         if d["op"] in IO_OPS:  # the host feeds the input and takes the output
-            compute[n] = {"cpu": 0.0}
+            # the input carries the pipeline's cost of a batch with one stage (source,
+            # sink, a worker): every plan pays it, on the host (table.overhead)
+            first = table.overhead.get("first_stage_s", 0.0) if n == nodes[0] else 0.0
+            compute[n] = {"cpu": first / batch}
             continue
         compute[n] = {}
         reasons[n] = {}
@@ -480,7 +494,9 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
         resources = {}  # each RM was checked against its slot when the overlay was built
     return Problem(lg.dag, units, compute, out_bytes, links, resources, memory, reasons,
                    slot_runs=slot_runs, stream_in=stream_in, stream_out=stream_out,
-                   pr_s=pr_s(board) if fpga and board is not None else 0.0)
+                   pr_s=pr_s(board) if fpga and board is not None else 0.0,
+                   stage_s=dict.fromkeys({u.device for u in units},
+                                         table.overhead.get("extra_stage_s", 0.0) / batch))
 
 
 def _stream_bytes(lg: LayerGraph, board: Board,
@@ -556,6 +572,25 @@ def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int,
                      env=table.env, overhead=table.overhead)
 
 
+def auto_devices(board: Board | None = None, overlay: Any = None) -> list[str]:
+    """What ``--auto`` plans over: the CPU, the GPU when torch sees one, the FPGA when a
+    board or an overlay is given."""
+    devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
+    if board is not None or overlay is not None:
+        devices.append("fpga")
+    return devices
+
+
+def auto_table(lg: LayerGraph, batch: int, devices: list[str], board: Board | None = None,
+               overlay: Any = None, **timing: Any) -> CostTable:
+    """The cost table ``--auto`` plans on: CPU/GPU measured at batch 1 and ``batch``; the
+    FPGA modeled, unless an overlay brings its RMs' costs."""
+    if overlay is not None and board is None:
+        board = load_board(overlay.board.name)
+    measured = [d for d in devices if d != "fpga" or overlay is None]
+    return profile(lg, sorted({1, batch}), measured, board, **timing)
+
+
 def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
               devices: list[str] | None = None, board: Board | None = None,
               table: CostTable | None = None, slots: int | None = None,
@@ -565,15 +600,11 @@ def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
 
     With an overlay the FPGA costs come from its RMs, so only CPU/GPU are measured.
     """
-    if devices is None:
-        devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
-        if board is not None or overlay is not None:
-            devices.append("fpga")
+    devices = devices or auto_devices(board, overlay)
     if overlay is not None and board is None:
         board = load_board(overlay.board.name)
     if table is None:
-        measured = [d for d in devices if d != "fpga" or overlay is None]
-        table = profile(lg, sorted({1, batch}), measured, board, **timing)
+        table = auto_table(lg, batch, devices, board, overlay, **timing)
     problem = build_problem(lg, table, batch, devices, board, slots=slots, overlay=overlay,
                             pins=pins)
     sol = solve(problem, objective, solver)
@@ -595,3 +626,11 @@ def single_device_plans(problem: Problem) -> dict[str, dict[str, float]]:
         ev = evaluate(problem, assign)
         out[u.name] = {"latency_s": ev.latency_s, "throughput_sps": ev.throughput_sps}
     return out
+
+
+def predict_plan(problem: Problem, plan: Plan) -> Evaluation:
+    """What the cost model predicts for a given plan (one from the solver, a chain plan,
+    a hand-written one), its pipeline overhead charged per stage. The host's I/O nodes,
+    which plans do not list, stay on the CPU."""
+    assign = {n: plan.unit_of(n) if n in plan.assignment else "cpu" for n in problem.order}
+    return evaluate(problem, assign, plan.stages)

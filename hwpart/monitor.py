@@ -91,7 +91,7 @@ class StageStats:
     """Counters one worker updates per batch; read by the monitor thread."""
 
     __slots__ = ("name", "unit", "device", "queue", "counts", "batches", "samples", "busy_s",
-                 "max_s", "min_s")
+                 "max_s", "min_s", "service_s", "service_modeled", "lock_wait_s", "queue_wait_s")
 
     def __init__(self, name: str, unit: str, device: str, queue: Channel | None = None) -> None:
         self.name, self.unit, self.device, self.queue = name, unit, device, queue
@@ -101,8 +101,27 @@ class StageStats:
         self.busy_s = 0.0
         self.max_s = 0.0
         self.min_s = math.inf
+        # the device's own time (modeled on a simulated board), apart from waiting:
+        # for locks inside the device, and for the neighbours' queues (see record_wait)
+        self.service_s = 0.0
+        self.service_modeled = False
+        self.lock_wait_s = 0.0
+        self.queue_wait_s = 0.0
 
-    def record(self, seconds: float, samples: int) -> None:
+    def record_wait(self, seconds: float) -> None:
+        """Time the worker spent blocked on its input or output queue."""
+        self.queue_wait_s += seconds
+
+    def record(self, seconds: float, samples: int, service_s: float | None = None,
+               lock_wait_s: float = 0.0, modeled: bool = False) -> None:
+        """One batch: ``seconds`` of wall time in the device's ``run``; ``service_s``, the
+        device's own account of it (None: the wall time was all service, as on the CPU)."""
+        if service_s is None:
+            self.service_s += seconds
+        else:
+            self.service_s += service_s
+            self.lock_wait_s += lock_wait_s
+            self.service_modeled = modeled
         if seconds > LOW:
             i = int((math.log(seconds) - _LOG_LOW) * _INV_LOG)
             self.counts[i if i < NBUCKETS else NBUCKETS - 1] += 1
@@ -134,6 +153,12 @@ class StageSnapshot:
     queue_high_water: int | None  # the most ever waiting
     latency: LatencySummary  # per batch, this interval
     latency_total: LatencySummary  # per batch, since the start
+    # per sample, since the start: the device's own service time (the board's modeled
+    # time when service_modeled), and what the stage spent waiting instead
+    service_per_sample_s: float | None = None
+    service_modeled: bool = False
+    lock_wait_s: float = 0.0  # total, waiting for the device's locks (shared DMA, slots)
+    queue_wait_s: float = 0.0  # total, blocked on the input or output queue
 
 
 @dataclass
@@ -289,6 +314,9 @@ class Monitor:
                 latency=LatencySummary.of(diff, busy - p_busy),
                 latency_total=LatencySummary.of(counts, busy, st.max_s or None,
                                                 st.min_s if st.batches else None),
+                service_per_sample_s=st.service_s / sampled if sampled else None,
+                service_modeled=st.service_modeled, lock_wait_s=st.lock_wait_s,
+                queue_wait_s=st.queue_wait_s,
             ))
             new_prev.stages[st.name] = (counts, sampled, busy)
         devices: dict[str, dict[str, float | None]] = {}

@@ -259,7 +259,7 @@ class Pipeline:
         out = self.channels[i] if i < len(self.channels) else None
         lookup = self.routing.lookup
         perf = time.perf_counter
-        record = stats.record
+        record, waited = stats.record, stats.record_wait
         started, initial = self.monitor.started, self.staged.initial
         last: Route | None = None
         with torch.inference_mode():
@@ -280,12 +280,14 @@ class Pipeline:
                         return
                     run.issued += 1
                 else:
+                    t = perf()
                     try:
                         item = inp.get()
                     except ChannelClosed:
                         if inp.aborted:
                             return
                         break
+                    waited(perf() - t)
                 route = lookup(item.seq)[name]
                 if route is not last:  # a re-route: the monitor shows where the stage runs now
                     last = route
@@ -297,12 +299,15 @@ class Pipeline:
                     self._fail(run, f"stage {name!r} on {route.device.name} failed at batch "
                                     f"{item.seq}: {type(exc).__name__}: {exc}", exc)
                     return
-                record(perf() - t, item.samples)
+                h = route.handle  # the device's own account of the batch, if it keeps one
+                record(perf() - t, item.samples, h.service_s, h.wait_s, h.service_modeled)
                 if out is not None:
+                    t = perf()
                     try:
                         out.put(item)
                     except ChannelClosed:
                         return
+                    waited(perf() - t)
                 else:
                     try:
                         self._collect(run, item)
@@ -490,8 +495,14 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
                 metrics_path: str | None = None, *, interval_s: float = 0.5, seed: int = 0,
                 threads: int | None = None, capacity: int = DEFAULT_CAPACITY,
                 warmup_batches: int = 2, console: Any = None, fpga: str | None = None,
-                overlay: str | None = None, pin: str | None = None) -> dict[str, Any]:
+                overlay: str | None = None, pin: str | None = None,
+                costs_path: str | None = None, save_costs: str | None = None) -> dict[str, Any]:
     """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
+
+    The run calibrates its plan as it goes (:mod:`hwpart.calibration`): the summary
+    shows the calibrated prediction beside the raw one, and ``save_costs`` writes the
+    calibrated cost table (``costs_path`` is the table a ``--plan`` was made from; with
+    ``--auto`` it replaces profiling).
 
     ``fpga`` (sim / board / auto) and ``overlay`` (a bundle folder) select what
     FPGA stages run on; with ``auto`` planning, the overlay's RMs are the only
@@ -521,7 +532,11 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
         manifest = load_manifest(overlay)
     if pin and not auto:
         raise HwpartError("--pin places layers for --auto planning; with --plan, edit the plan")
-    plan, plan_source = _get_plan(lg, plan_path, auto, batch, manifest, pin)
+    if save_costs and plan_path and not costs_path:
+        raise HwpartError("--save-costs with --plan needs --costs TABLE.json, the cost table "
+                          "the plan was made from")
+    plan, plan_source, table = _get_plan(lg, plan_path, auto, batch, manifest, pin, threads,
+                                         costs_path)
     batch = batch or plan.batch or 1
     if batch < 1:
         raise HwpartError(f"--batch must be >= 1, got {batch}")
@@ -530,6 +545,10 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
     is_tty = console.is_terminal
     use_live = is_tty if live is None else live
     monitor = Monitor(interval_s=interval_s, jsonl=metrics_path, live=use_live, console=console)
+    from hwpart.calibration import Calibrator
+
+    calibrator = Calibrator(plan)
+    monitor.subscribe(calibrator.update)
     progress = None
     if not use_live and is_tty:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -554,9 +573,16 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
             progress.stop()
         if monitor.running:
             monitor.stop()
-    report = build_report(model_spec, lg, plan, plan_source, result, seed=seed, threads=threads,
-                          warmup_batches=warmup_batches, capacity=capacity)
+    calibrator.update(result.snapshot)
+    report = build_report(model_spec, lg, plan, plan_source, result, calibrator, seed=seed,
+                          threads=threads, warmup_batches=warmup_batches, capacity=capacity)
     print_summary(report, console)
+    if save_costs:
+        from hwpart.calibration import calibrate_table
+
+        assert table is not None
+        calibrate_table(table, plan, calibrator).save(save_costs)
+        console.print(f"calibrated cost table written to {save_costs}")
     if report_path:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         import json
@@ -567,72 +593,115 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
 
 
 def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
-              batch: int | None, overlay: Any = None, pin: str | None = None) -> tuple[Plan, str]:
+              batch: int | None, overlay: Any = None, pin: str | None = None,
+              threads: int | None = None,
+              costs_path: str | None = None) -> tuple[Plan, str, Any]:
+    """(plan, where it came from, the cost table it rests on when there is one)."""
+    from hwpart.costs import CostTable, auto_devices, auto_plan, auto_table, parse_pins
+
     if plan_path and auto:
         raise HwpartError("give either --plan or --auto, not both")
+    table = CostTable.load(costs_path) if costs_path else None
+    if table is not None:
+        table.check_matches(lg, str(costs_path))
     if plan_path:
         plan = Plan.load(plan_path)
         if plan.model != lg.name:
             raise PlanError(f"{plan_path} is a plan for model {plan.model!r}, not {lg.name!r}; "
                             "re-run `hwpart partition` for this model")
-        return plan, str(plan_path)
+        return plan, str(plan_path), table
     if auto:
-        from hwpart.costs import auto_plan, parse_pins
-
-        return auto_plan(lg, batch=batch or 1, objective="throughput", overlay=overlay,
-                         pins=parse_pins(lg, pin)), "auto"
+        b = batch or 1
+        devices = auto_devices(None, overlay)
+        if table is None:  # profiled at the run's thread count: a layer's time depends on it
+            table = auto_table(lg, b, devices, None, overlay, threads=threads)
+        return auto_plan(lg, batch=b, objective="throughput", devices=devices, table=table,
+                         overlay=overlay, pins=parse_pins(lg, pin)), "auto", table
     raise HwpartError("no plan: give --plan PLAN.json (from `hwpart partition`) or --auto")
 
 
 def build_report(model_spec: str, lg: LayerGraph, plan: Plan, plan_source: str,
-                 result: RunResult, **settings: Any) -> dict[str, Any]:
-    """Every figure the summary shows, as plain JSON data."""
+                 result: RunResult, calibrator: Any = None, **settings: Any) -> dict[str, Any]:
+    """Every figure the summary shows, as plain JSON data.
+
+    Like with like: a stage's *service* time is what its device spent on it -- on a
+    simulated board the board's modeled timeline, which is what the plan predicts --
+    and the host's wall time in the device call is shown apart, with the time spent
+    waiting for locks and queues.
+    """
+    from hwpart.calibration import stage_prediction
+
     snap = result.snapshot
     wall = result.wall_s
+    predicted_s = {st.name: st.predicted_s for st in plan.stages}
     stages = []
-    unit_busy: dict[str, float] = {}
     for s in snap.stages:
         busy_s = (s.latency_total.mean_s or 0.0) * s.latency_total.count
-        unit_busy[s.unit] = unit_busy.get(s.unit, 0.0) + busy_s
         stages.append({
             "name": s.name, "unit": s.unit, "device": s.device, "batches": s.batches,
             "samples": s.samples, "busy_s": busy_s,
             "busy": busy_s / wall if wall > 0 else None,
             "per_sample_s": busy_s / s.samples if s.samples else None,
+            "service_per_sample_s": s.service_per_sample_s,
+            "service_source": "modeled (simulated board)" if s.service_modeled else "measured",
+            "predicted_per_sample_s": predicted_s.get(s.name),
+            "lock_wait_s": s.lock_wait_s, "queue_wait_s": s.queue_wait_s,
             "queue_high_water": s.queue_high_water, "queue_capacity": s.queue_capacity,
             "latency_per_batch": _lat(s.latency_total),
         })
-    n = result.samples
-    measured_latency = sum(st["busy_s"] for st in stages) / n if n else None
-    measured_bottleneck = max((st["per_sample_s"] or 0.0) for st in stages) if stages else None
     pred = plan.predicted or {}
-    rows = [("throughput_sps", pred.get("throughput_sps"), result.throughput_sps),
-            ("latency_s (per sample, compute)", pred.get("latency_s"), measured_latency),
-            ("bottleneck_s (per sample)", pred.get("bottleneck_s"), measured_bottleneck)]
-    for unit, load in sorted((plan.unit_load_s or {}).items()):
-        if unit in unit_busy or load:
-            rows.append((f"{unit} load_s (per sample)", load,
-                         unit_busy.get(unit, 0.0) / n if n else None))
+    # the measured side at stage level, from service times: the same shape as the plan's
+    measured = stage_prediction(plan_like(plan, {st["name"]: st["service_per_sample_s"]
+                                                 for st in stages}))
+    calibrated = calibrator.prediction() if calibrator is not None else {}
+    rows = [("throughput_sps (wall)", pred.get("throughput_sps"),
+             calibrated.get("throughput_sps"), result.throughput_sps),
+            ("throughput_sps (from service times)", pred.get("throughput_sps"),
+             calibrated.get("throughput_sps"), measured["throughput_sps"]),
+            ("latency_s (per sample, service)", pred.get("latency_s"),
+             calibrated.get("latency_s"), measured["latency_s"]),
+            ("bottleneck_s (per sample)", pred.get("bottleneck_s"),
+             calibrated.get("bottleneck_s"), measured["bottleneck_s"])]
+    for st in stages:
+        if st["predicted_per_sample_s"] is not None:
+            f = calibrator.factors.get(st["name"]) if calibrator is not None else None
+            rows.append((f"{st['name']} on {st['unit']} (per sample)",
+                         st["predicted_per_sample_s"],
+                         st["predicted_per_sample_s"] * f.ratio if f else None,
+                         st["service_per_sample_s"]))
     return {
         "model": model_spec, "input_shape": list(lg.input_shape),
         "plan": {"source": plan_source, "solver": plan.solver, "objective": plan.objective,
                  "batch": plan.batch,
                  "stages": [{"name": s.name, "unit": s.unit, "nodes": len(s.nodes)}
                             for s in plan.stages]},
-        "samples": n, "batch": result.batch, "batches": snap.batches, "wall_s": wall,
+        "samples": result.samples, "batch": result.batch, "batches": snap.batches, "wall_s": wall,
         "throughput_sps": result.throughput_sps,
         "end_to_end_per_batch": _lat(snap.end_to_end_total),
         "stages": stages,
         "devices": device_summary(result.history or [snap]),
+        "pr_setup_s": {"predicted": pred.get("pr_setup_s")},
         "predicted_vs_measured": [
-            {"figure": f, "predicted": p, "measured": m,
+            {"figure": f, "predicted": p, "calibrated": c, "measured": m,
              "measured_over_predicted": (m / p) if (p and m is not None) else None}
-            for f, p, m in rows],
+            for f, p, c, m in rows],
+        "calibration": calibrator.to_json() if calibrator is not None else {},
         "settings": settings,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "torch_threads": torch.get_num_threads(),
                         "machine": platform.machine()},
     }
+
+
+def plan_like(plan: Plan, per_stage_s: dict[str, float | None]) -> Plan:
+    """A copy of ``plan`` whose stage predictions are ``per_stage_s`` (measured figures
+    priced the way the plan's are, for a like-with-like comparison)."""
+    import copy
+
+    out = copy.deepcopy(plan)
+    for st in out.stages:
+        st.predicted_s = per_stage_s.get(st.name)
+    return out
 
 
 def _lat(s: LatencySummary) -> dict[str, Any]:
@@ -672,16 +741,28 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
     console.print(d)
     if any(m.get("modeled_busy_s") is not None for m in report["devices"].values()):
         console.print("[dim]simulated devices: 'modeled' figures come from the board's timing "
-                      "model (RM cycles, DMA bandwidth, PR swap), not from hardware; their "
-                      "measured stage times are the simulator's host time[/]")
-    p = Table(title="predicted (plan) vs measured")
-    for col in ("figure", "predicted", "measured", "measured/predicted"):
+                      "model (RM cycles, DMA bandwidth, PR swap), not from hardware; a stage's "
+                      "service time there is the board's modeled time, its host time is the "
+                      "simulator's own[/]")
+    w = Table(title="stage service time vs waiting (per sample; totals for waits)")
+    for col in ("stage", "unit", "predicted", "service", "service source", "host in device",
+                "lock wait", "queue wait"):
+        w.add_column(col, justify="left" if col in ("stage", "unit", "service source")
+                     else "right")
+    for s in report["stages"]:
+        w.add_row(s["name"], s["unit"], fmt_s(s["predicted_per_sample_s"]),
+                  fmt_s(s["service_per_sample_s"]), s["service_source"],
+                  fmt_s(s["per_sample_s"]), fmt_s(s["lock_wait_s"]), fmt_s(s["queue_wait_s"]))
+    console.print(w)
+    setup = (report.get("pr_setup_s") or {}).get("predicted")
+    p = Table(title="predicted (plan) vs measured" + (
+        f" -- plus PR at load {fmt_s(setup)} (modeled)" if setup else ""))
+    for col in ("figure", "predicted", "calibrated", "measured", "measured/predicted"):
         p.add_column(col, justify="left" if col == "figure" else "right")
     for row in report["predicted_vs_measured"]:
-        is_time = row["figure"] != "throughput_sps"
-        f = fmt_s if is_time else fmt_num
+        f = fmt_num if row["figure"].startswith("throughput") else fmt_s
         ratio = row["measured_over_predicted"]
-        p.add_row(row["figure"], f(row["predicted"]), f(row["measured"]),
+        p.add_row(row["figure"], f(row["predicted"]), f(row["calibrated"]), f(row["measured"]),
                   "n/a" if ratio is None else f"{ratio:.2f}x")
     console.print(p)
 
@@ -736,6 +817,11 @@ def register_cli(sub: Any) -> None:
                                       "only its RMs' layer groups")
     pr.add_argument("--pin", help="with --auto: place layers yourself, e.g. _0-_3=fpga; the "
                                   "solver places the rest")
+    pr.add_argument("--costs", help="cost table JSON (from `hwpart profile`): with --auto it "
+                                    "replaces profiling; with --plan, the table the plan was "
+                                    "made from (for --save-costs)")
+    pr.add_argument("--save-costs", help="write the cost table calibrated by this run "
+                                         "(measured/predicted per stage) to this JSON file")
     pr.set_defaults(func=_cmd_run)
     pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
     pd.set_defaults(func=_cmd_devices)
@@ -752,7 +838,8 @@ def _cmd_run(args: Any) -> int:
                 args.report, False if args.no_live else None, args.metrics,
                 interval_s=args.interval, seed=args.seed, threads=args.threads,
                 capacity=args.capacity, warmup_batches=args.warmup, console=_console(),
-                fpga=args.fpga, overlay=args.overlay, pin=args.pin)
+                fpga=args.fpga, overlay=args.overlay, pin=args.pin, costs_path=args.costs,
+                save_costs=args.save_costs)
     return 0
 
 

@@ -324,6 +324,8 @@ def test_run_command_prints_and_writes_every_figure(tmp_path):
     plan = chain_plan(lg, ["cpu", "cpu"], batch=32)
     plan.predicted = {"throughput_sps": 50_000.0, "latency_s": 2e-5, "bottleneck_s": 2e-5}
     plan.unit_load_s = {"cpu": 2e-5}
+    for st in plan.stages:
+        st.predicted_s = 1e-5
     plan_path = tmp_path / "plan.json"
     plan.save(plan_path)
     out = io.StringIO()
@@ -337,9 +339,15 @@ def test_run_command_prints_and_writes_every_figure(tmp_path):
         "stage0", "stage1"]
     assert all(s["batches"] == 32 for s in report["stages"])  # warm-up not counted
     pvm = {r["figure"]: r for r in report["predicted_vs_measured"]}
-    assert pvm["throughput_sps"]["predicted"] == 50_000.0
-    assert pvm["throughput_sps"]["measured"] == pytest.approx(report["throughput_sps"])
-    assert pvm["cpu load_s (per sample)"]["measured"] > 0
+    assert pvm["throughput_sps (wall)"]["predicted"] == 50_000.0
+    assert pvm["throughput_sps (wall)"]["measured"] == pytest.approx(report["throughput_sps"])
+    for st in report["stages"]:  # service time measured per stage, calibrated from it
+        row = pvm[f"{st['name']} on cpu (per sample)"]
+        assert row["predicted"] == 1e-5 and row["measured"] == st["service_per_sample_s"] > 0
+        cal = report["calibration"][st["name"]]
+        assert cal["samples"] == 1000 and row["calibrated"] == pytest.approx(1e-5 * cal["ratio"])
+        # the CPU's service time is its wall time in the device: no lock waits
+        assert st["service_per_sample_s"] == pytest.approx(st["per_sample_s"])
     cpu = report["devices"]["cpu"]
     # a 30 ms run is within psutil's 10 ms tick, so only the range is certain here
     assert 0.0 <= cpu["util_mean"] <= 1.05 and cpu["mem_used_peak_b"] > 0

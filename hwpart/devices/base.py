@@ -55,6 +55,7 @@ class LoadedStage:
     # ``service_modeled``: the figure is a simulated board's modeled time, not host time.
     service_s: float | None = None
     service_modeled: bool = False
+    wait_s: float = 0.0  # of the last run, waiting for the device's own locks
 
 
 @runtime_checkable

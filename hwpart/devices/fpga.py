@@ -342,6 +342,7 @@ class FpgaDevice:
         out = self.run_array(plan, x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
         if plan.last is not None:
             handle.service_s, handle.service_modeled = plan.last.service_s, plan.last.modeled
+            handle.wait_s = plan.last.wait_s
         return merge_outputs(handle.stage, env, torch.from_numpy(out))
 
     def unload(self, handle: LoadedStage) -> None:
