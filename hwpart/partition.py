@@ -111,6 +111,12 @@ class Problem:
     min_throughput_sps: float | None = None
     max_latency_s: float | None = None
     pr_s: float = 0.0  # one PR swap (partial over the configuration port), hwpart.timing
+    # The pipeline's own cost of every stage after the first (its worker loop and the
+    # channel hand-off), seconds per sample, by device (hwpart.costs.measure_overhead;
+    # the first stage's is the input node's compute). The solvers cannot count stages,
+    # so they charge it per device crossing, which starts a stage: to the receiving
+    # unit's load and to the latency. A plan's prediction charges it per stage.
+    stage_s: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Execution order: the captured graph's own order when nodes carry one
@@ -151,6 +157,16 @@ class Problem:
         elif sb and not sa:
             nbytes = self.stream_in.get(node, nbytes)
         return cost.time(nbytes)
+
+    def stage_cost(self, a: str, b: str) -> float:
+        """What a crossing from unit ``a`` to ``b`` costs ``b`` besides the transfer: a new
+        stage (none between slots: consecutive slots chain into one stage)."""
+        if a == b or not self.stage_s:
+            return 0.0
+        ua, ub = self.unit_by_name[a], self.unit_by_name[b]
+        if ua.is_slot and ub.is_slot:
+            return 0.0
+        return self.stage_s.get(ub.device, 0.0)
 
     def shares_fpga(self, key: str) -> bool:
         """Whether a load (a unit or a shared link's name) holds the one DMA engine."""
@@ -194,8 +210,15 @@ class Evaluation:
         return self.latency_s if objective == "latency" else self.bottleneck_s
 
 
-def evaluate(problem: Problem, assign: dict[str, str]) -> Evaluation:
-    """Latency and bottleneck of an assignment (node -> unit); assumes it is feasible."""
+def evaluate(problem: Problem, assign: dict[str, str],
+             stages: list[StageSpec] | None = None) -> Evaluation:
+    """Latency and bottleneck of an assignment (node -> unit); assumes it is feasible.
+
+    The pipeline's per-stage cost (``problem.stage_s``) is charged per device
+    crossing, as the solvers see it; given the plan's ``stages``, per stage after
+    the first instead (exact: a crossing may not start a stage, a stage may hold
+    several crossings, and same-unit stages cross nothing).
+    """
     loads = {u.name: 0.0 for u in problem.units}
     links: dict[str, float] = {}
     latency = 0.0
@@ -207,9 +230,18 @@ def evaluate(problem: Problem, assign: dict[str, str]) -> Evaluation:
         for b in {assign[v] for v in problem.dag.successors(n)} - {a}:
             c = problem.transfer(n, a, b)
             latency += c
+            if stages is None:
+                o = problem.stage_cost(a, b)
+                loads[b] += o
+                latency += o
             key = problem.link_key(a, b)
             if key is not None:
                 links[key] = links.get(key, 0.0) + c
+    for st in (stages or [])[1:]:
+        u = assign[st.nodes[0]]
+        o = problem.stage_s.get(problem.unit_by_name[u].device, 0.0)
+        loads[u] += o
+        latency += o
     name, worst = max(list(loads.items()) + list(links.items()) + _fpga_group(problem, loads, links),
                       key=lambda kv: kv[1])
     return _with_energy(problem, assign, Evaluation(latency, worst, name, loads, links))
@@ -411,13 +443,14 @@ def solve_chain_dp(problem: Problem) -> Solution:
                     continue
                 c = base + problem.compute[node][w]
                 if u is not None:
-                    c += problem.transfer(order[i - 1], u, w)
+                    c += problem.transfer(order[i - 1], u, w) + problem.stage_cost(u, w)
                 relax(i, (w, mask), c, (u, mask) if u is not None else None, i)
             for slot in slots:
                 bit = slot_bit[slot.name]
                 if mask & bit:
                     continue
-                c = base + (problem.transfer(order[i - 1], u, slot.name) if u is not None else 0)
+                c = base + (problem.transfer(order[i - 1], u, slot.name)
+                            + problem.stage_cost(u, slot.name) if u is not None else 0)
                 for run in slot_runs_at(problem, slot, i):
                     j = i + len(run) - 1
                     cost = c + sum(problem.compute[m][slot.name] for m in run)
@@ -479,6 +512,7 @@ def build_milp(problem: Problem, objective: str):
     V, R = _Vars(), _Rows()
     lat_w = 1.0 if objective == "latency" else TIE_BREAK
     lat_terms: list[tuple[int, float]] = []  # the latency expression, for --max-latency
+    stage_terms: dict[str, list[tuple[int, float]]] = {}  # unit -> its crossings' stage cost
     x: dict[tuple[str, str], int] = {}
     for n in problem.order:
         for u, t in problem.compute[n].items():
@@ -498,8 +532,11 @@ def build_milp(problem: Problem, objective: str):
         for a in problem.compute[n]:
             for b in {b for v in succ for b in problem.compute[v]} - {a}:
                 c = problem.transfer(n, a, b)
-                z[a, b] = V.add(lat_w * c, integer=False)
-                lat_terms.append((z[a, b], c))
+                o = problem.stage_cost(a, b)
+                z[a, b] = V.add(lat_w * (c + o), integer=False)
+                lat_terms.append((z[a, b], c + o))
+                if o:
+                    stage_terms.setdefault(b, []).append((z[a, b], o))
                 key = problem.link_key(a, b)
                 if key is not None:
                     link_terms.setdefault(key, []).append((z[a, b], c))
@@ -569,7 +606,7 @@ def build_milp(problem: Problem, objective: str):
         for unit in problem.units:
             terms = [(x[n, unit.name], problem.compute[n][unit.name])
                      for n in problem.order if (n, unit.name) in x]
-            R.add(terms + [(T, -1.0)], -math.inf, 0.0)
+            R.add(terms + stage_terms.get(unit.name, []) + [(T, -1.0)], -math.inf, 0.0)
         for terms in link_terms.values():
             R.add(terms + [(T, -1.0)], -math.inf, 0.0)
         group = [(x[n, u.name], problem.compute[n][u.name]) for u in problem.units
@@ -769,11 +806,12 @@ class _State:
         for n in producers:
             src = a[n]
             for b in {a[v] for v in p.dag.successors(n)} - {src}:
-                yield p.transfer(n, src, b), p.link_key(src, b)
+                yield p.transfer(n, src, b), p.link_key(src, b), b, p.stage_cost(src, b)
 
     def _apply(self, producers, sign: float) -> None:
-        for c, key in self._transfers(producers):
-            self.latency += sign * c
+        for c, key, b, o in self._transfers(producers):
+            self.latency += sign * (c + o)
+            self.load[b] += sign * o
             if key is not None:
                 self.links[key] = self.links.get(key, 0.0) + sign * c
 
@@ -1114,8 +1152,9 @@ def make_plan(problem: Problem, sol: Solution, *, model: str, input_shape: tuple
     for n, u in sol.assign.items():
         unit = problem.unit_by_name[u]
         placement[n] = Placement(unit.device, unit.slot)
-    ev = sol.evaluation
     stages = stage_order(problem, sol.assign)
+    # the solver counted the pipeline's per-stage cost per crossing; the plan knows its stages
+    ev = evaluate(problem, sol.assign, stages) if problem.stage_s else sol.evaluation
     predict_stages(problem, sol.assign, stages)
     slots_used = {u for u in sol.assign.values() if problem.unit_by_name[u].is_slot}
     return Plan(

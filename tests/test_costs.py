@@ -110,3 +110,78 @@ def test_pin_to_a_device_that_cannot_run_the_layer() -> None:
     table = profile(lg, [1], ["cpu", "fpga"], board, **QUICK)
     with pytest.raises(PlanError, match="pinned to fpga, which cannot run it"):
         build_problem(lg, table, 1, ["cpu", "fpga"], board, pins=parse_pins(lg, "pool=fpga"))
+
+
+def test_time_call_is_the_median_of_a_heavy_tailed_sequence(monkeypatch) -> None:
+    """A fake clock: each call of ``fn`` lasts the next duration of a known sequence."""
+    import hwpart.costs as costs
+
+    warm = [50.0, 50.0]  # warm-up calls: never in the figure
+    durations = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 400.0, 900.0, 7.0]  # median 5, max 900
+    seq = iter(warm + durations)
+    now = [0.0]
+    monkeypatch.setattr(costs.time, "perf_counter", lambda: now[0])
+
+    def fn() -> None:
+        now[0] += next(seq)
+
+    assert costs.time_call(fn, warmup=2, repeats=len(durations), min_total_s=0.0) == 5.0
+
+
+def _fake_device_table(lg, device: str, batch: int, board=None) -> CostTable:
+    """A measured table whose CPU is made 1000x slower; ``device`` keeps the CPU's real
+    times (a hand-made entry for the GPU, the board's model for the FPGA), so it wins
+    by far whatever its links cost."""
+    measured = ["cpu", "fpga"] if device == "fpga" else ["cpu"]
+    table = profile(lg, [batch], measured, board, **QUICK)
+    for n in lg.compute_nodes:
+        t = table.times[n]["cpu"][str(batch)]
+        if device == "gpu" or device in table.times[n]:
+            table.times[n][device] = {str(batch): t}
+        table.times[n]["cpu"] = {str(batch): 1000.0 * t}
+    table.source.setdefault(device, "fake (test)")
+    return table
+
+
+def test_auto_plan_offers_the_gpu_and_picks_it_when_it_is_clearly_better(monkeypatch) -> None:
+    import torch
+
+    lg = example_graph("small_cnn")
+    table = _fake_device_table(lg, "gpu", 32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    plan = auto_plan(lg, batch=32, table=table)  # devices: what auto_plan finds here
+    assert {plan.unit_of(n) for n in lg.compute_nodes} == {"gpu"}, plan.stages
+
+
+def test_auto_plan_offers_the_fpga_with_a_board_and_picks_it_when_it_is_clearly_better(
+        monkeypatch) -> None:
+    import torch
+
+    lg = example_graph("jet_tagger")
+    board = load_board("kv260")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    plan = auto_plan(lg, batch=32, table=_fake_device_table(lg, "fpga", 32, board),
+                     board=board)
+    assert any(plan.unit_of(n).startswith("fpga") for n in lg.compute_nodes), plan.stages
+
+
+def test_profile_times_layers_in_context_and_the_pipeline_overhead() -> None:
+    """The layers of one forward pass add up to that forward's time (the one-stage call),
+    and the table carries the pipeline's own per-batch cost, charged by build_problem."""
+    from hwpart.costs import predict_plan
+    from hwpart.runtime import chain_plan
+
+    lg = example_graph("inception_block")
+    table = profile(lg, [8], ["cpu"], threads=1, **QUICK)
+    assert table.env["threads"] == 1
+    assert table.overhead["first_stage_s"] > 0 and table.overhead["extra_stage_s"] >= 0
+    assert all(table.times[n]["cpu"]["8"] > 0 for n in lg.compute_nodes
+               if lg.dag.nodes[n]["op"] not in ("getitem",))
+    problem = build_problem(lg, table, 8, ["cpu"])
+    layers = sum(table.times[n]["cpu"]["8"] for n in lg.compute_nodes) / 8
+    one = predict_plan(problem, chain_plan(lg, ["cpu"]))
+    two = predict_plan(problem, chain_plan(lg, ["cpu", "cpu"]))
+    first, extra = table.overhead["first_stage_s"] / 8, table.overhead["extra_stage_s"] / 8
+    assert one.latency_s == pytest.approx(layers + first)
+    assert two.latency_s == pytest.approx(layers + first + extra)
+    assert two.unit_load_s["cpu"] == pytest.approx(layers + first + extra)

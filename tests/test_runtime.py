@@ -433,3 +433,29 @@ def test_plan_file_survives_a_round_trip(tmp_path):
     assert torch.equal(run_model(lg, again, x, batch=4).output(),
                        run_model(lg, plan, x, batch=4).output())
     assert Path(tmp_path / "p.json").stat().st_size > 0
+
+
+def test_report_busy_figures_agree_with_the_monitor_and_the_wall_time():
+    """Each stage sleeps a known 2 ms per batch: its reported busy time is at least that,
+    no more than the run's wall time, and the monitor's per-stage time."""
+    from hwpart.runtime import build_report
+
+    class SlowCpu(CpuDevice):
+        def run(self, handle, env):
+            time.sleep(0.002)
+            return super().run(handle, env)
+
+    lg = example_graph("jet_tagger")
+    plan = chain_plan(lg, ["cpu", "cpu"])
+    batches, batch = 15, 8
+    result = run_model(lg, plan, lg.example_input(batches * batch), batch=batch,
+                       devices={"cpu": SlowCpu(threads=1)})
+    report = build_report("jet_tagger", lg, plan, "test", result)
+    wall = report["wall_s"]
+    assert wall == result.wall_s > 0
+    for st, snap in zip(report["stages"], result.snapshot.stages, strict=True):
+        monitor_s = snap.latency_total.mean_s * snap.latency_total.count
+        assert st["busy_s"] == pytest.approx(monitor_s, rel=1e-9)
+        assert batches * 0.002 <= st["busy_s"] <= wall
+        assert 0 < st["busy"] <= 1.0
+        assert st["per_sample_s"] * st["samples"] == pytest.approx(st["busy_s"])

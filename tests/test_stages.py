@@ -94,3 +94,44 @@ def test_dag_invariants_hold_for_stage_order(example) -> None:
         pos = {n: i for i, st in enumerate(plan.stages) for n in st.nodes}
         assert all(pos[a] <= pos[b] for a, b in lg.dag.edges)
         assert nx.is_directed_acyclic_graph(lg.dag)
+
+
+def test_stages_pass_on_only_the_values_later_stages_read() -> None:
+    """Liveness: after each stage the value dict holds exactly what a later stage reads
+    or the output is made of -- never the model input or a consumed activation."""
+    from examples import example_graph
+
+    from hwpart.runtime import chain_plan
+
+    # a chain: one activation crosses each cut
+    lg = example_graph("jet_tagger")
+    staged = split(lg, chain_plan(lg, ["cpu", "cpu", "cpu"]))
+    x = lg.example_input(batch=4)
+    env = staged.initial(x)
+    for st in staged.stages[:-1]:
+        env = st(env)
+        assert len(env) == 1 and "input_1" not in env, sorted(env)
+    env = staged.stages[-1](env)
+    assert torch.equal(staged.result(env), lg.module(x))
+
+    # a skip edge: the stem's output crosses the middle stage, the input never does
+    lg = example_graph("resnet_block")
+    assign = {n: "cpu" for n in lg.nodes}
+    for n in lg.compute_nodes[2:5]:
+        assign[n] = "gpu"
+    staged = split(lg, plan_for(lg, assign))
+    made = {name: i for i, st in enumerate(staged.stages) for _, name in st.outputs}
+    made.update(dict.fromkeys(staged.input_names, -1))
+    x = lg.example_input(batch=2)
+    env = staged.initial(x)
+    for i, st in enumerate(staged.stages):
+        env = st(env)
+        # made by now and read by a later stage (or the output): exactly what is carried
+        wanted = {v for s in staged.stages[i + 1:] for v in s.inputs
+                  if v not in s.consts and made[v] <= i}
+        if i == len(staged.stages) - 1:
+            wanted = {staged.output}
+        assert set(env) == wanted, (st.name, sorted(env), sorted(wanted))
+        assert "x" not in env
+    assert len(staged.stages) == 3 and len(env) == 1
+    assert torch.equal(staged.result(env), lg.module(x))
