@@ -495,7 +495,9 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
     return Problem(lg.dag, units, compute, out_bytes, links, resources, memory, reasons,
                    slot_runs=slot_runs, stream_in=stream_in, stream_out=stream_out,
                    pr_s=pr_s(board) if fpga and board is not None else 0.0,
-                   stage_s=dict.fromkeys({u.device for u in units},
+                   # host-side hand-offs load the host, not the board's DMA engine, whose
+                   # timeline the FPGA's load is (hwpart.timing)
+                   stage_s=dict.fromkeys({u.device for u in units} - {"fpga"},
                                          table.overhead.get("extra_stage_s", 0.0) / batch))
 
 

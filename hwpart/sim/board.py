@@ -281,18 +281,21 @@ class SimBoard(pynq.Device):
             moved = False
             for s, q in enumerate(self.queues):
                 while q:
+                    pkt = q[0]
                     m = self.switch.master_for(s)
                     if m is None:
+                        pkt.held = True
                         break
-                    pkt = q[0]
-                    t_acc = max(pkt.ready_s, now)
+                    t_acc = max(pkt.ready_s, now) if pkt.held else pkt.ready_s
                     if m == 0:
-                        if not self.dma.offer(pkt, now):
+                        if not self.dma.offer(pkt, t_acc):
+                            pkt.held = True
                             break
                         self.stats.packets_out += 1
                     else:
                         slot = self.slots[m - 1]
                         if not slot.accepting:
+                            pkt.held = True
                             break
                         rm = slot.rm
                         assert rm is not None

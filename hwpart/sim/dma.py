@@ -68,6 +68,10 @@ class Packet:
     data: np.ndarray  # uint8
     ready_s: float  # modeled time its last beat is available
     on_accept: Callable[[float], None] | None = None
+    # held back by the fabric (no route, slot decoupled, no S2MM buffer): it moves at
+    # the host time of the register write that frees it; otherwise at ``ready_s``, so
+    # host scheduling never leaks into the modeled timeline
+    held: bool = False
 
 
 @dataclass
@@ -274,7 +278,8 @@ class AxiDmaModel:
             self.push(Packet(data, t, accepted))
 
     def offer(self, pkt: Packet, now: float) -> bool:
-        """S2MM: take ``pkt`` from switch master 0 if a buffer is armed (else back-pressure)."""
+        """S2MM: take ``pkt`` from switch master 0 if a buffer is armed (else back-pressure);
+        ``now``: when the packet can move on the modeled timeline."""
         ch = self.s2mm
         if not ch.running or ch.pending is not None:
             return False
