@@ -37,7 +37,7 @@ from hwpart.partition import (
     single_device,
     solve,
 )
-from hwpart.timing import pr_s
+from hwpart.timing import FPGA_RESOURCE, pr_s
 
 #: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
 FPGA_OPS = frozenset({
@@ -612,6 +612,66 @@ def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
     sol = solve(problem, objective, solver)
     return make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
                      objective=objective, batch=batch, board=board.name if board else None)
+
+
+def price_plan(lg: LayerGraph, plan: Plan, table: CostTable, batch: int | None = None,
+               board: Board | None = None, overlay: Any = None,
+               host: Host | None = None) -> Plan:
+    """A copy of ``plan`` with the predictions the solvers would give it
+    (:func:`predict_plan`), for plans they did not make (written by hand, made from
+    another table), plus the PR swaps of :func:`hwpart.timing.swaps_needed`: at load,
+    and on every batch for a slot that two stages share -- a plan that needs more RMs
+    than the shell has slots. Those swaps load the FPGA's one engine and their stages.
+    """
+    import copy
+
+    from hwpart.partition import _fpga_group, predict_stages, unit_slots
+    from hwpart.timing import rm_chain, swaps_needed
+
+    batch = batch or plan.batch or 1
+    if overlay is not None and board is None:
+        board = load_board(overlay.board.name)
+    devices = sorted({p.device for p in plan.assignment.values()} | {"cpu"})
+    problem = build_problem(lg, table, batch, devices, board, host, overlay=overlay)
+    assign = {n: plan.unit_of(n) if n in plan.assignment else "cpu" for n in problem.order}
+    bad = [f"{n} on {u}" for n, u in assign.items() if u not in problem.compute[n]]
+    if bad:
+        raise PlanError(f"plan for {plan.model!r} places layers where the cost table and the "
+                        f"board cannot price them: {', '.join(bad[:4])}; re-run `hwpart "
+                        "profile` with those devices (and --overlay for FPGA layers)")
+    out = copy.deepcopy(plan)
+    predict_stages(problem, assign, out.stages)
+    slot_rms: dict[int, list[str]] = {}
+    if overlay is not None:
+        groups = [list(r.layers) for r in overlay.rms]
+        for st in out.stages:
+            slots = list(unit_slots(st.unit))
+            chain = rm_chain(groups, st.nodes) if slots else None
+            if not chain:
+                continue
+            if len(slots) != len(chain):  # as the device places a chain (FpgaDevice.plan)
+                slots = [(slots[0] + i) % len(overlay.slots) for i in range(len(chain))]
+            for i, k in zip(chain, slots, strict=True):
+                slot_rms.setdefault(k, []).append(overlay.rms[i].name)
+    at_load, per_batch = swaps_needed(slot_rms)
+    shared = {k for k, rms in slot_rms.items() if len(set(rms)) > 1}
+    for st in out.stages:  # a swap a batch waits for is service time of its stage
+        n_shared = sum(1 for k in unit_slots(st.unit) if k in shared)
+        if n_shared and st.predicted_s is not None:
+            st.predicted_s += n_shared * problem.pr_s / batch
+    ev = predict_plan(problem, plan)
+    group = sum(v for _, v in _fpga_group(problem, ev.unit_load_s, ev.link_load_s))
+    group += per_batch * problem.pr_s / batch
+    bottleneck = max(ev.bottleneck_s, group)
+    out.predicted = {"latency_s": ev.latency_s + per_batch * problem.pr_s / batch,
+                     "bottleneck_s": bottleneck,
+                     "throughput_sps": 1.0 / bottleneck if bottleneck > 0 else float("inf"),
+                     "pr_setup_s": at_load * problem.pr_s,
+                     "pr_per_batch_s": per_batch * problem.pr_s}
+    out.unit_load_s, out.link_load_s = ev.unit_load_s, ev.link_load_s
+    out.bottleneck = ev.bottleneck if bottleneck == ev.bottleneck_s else FPGA_RESOURCE
+    out.batch = batch
+    return out
 
 
 def single_device_plans(problem: Problem) -> dict[str, dict[str, float]]:

@@ -526,7 +526,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
         from hwpart.devices.fpga import configure
 
         configure(fpga, overlay)
-    if overlay is not None and auto:
+    if overlay is not None and (auto or costs_path):
         from hwpart.overlay import load_manifest
 
         manifest = load_manifest(overlay)
@@ -537,6 +537,11 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
                           "the plan was made from")
     plan, plan_source, table = _get_plan(lg, plan_path, auto, batch, manifest, pin, threads,
                                          costs_path)
+    if plan_path and table is not None and any(s.predicted_s is None for s in plan.stages):
+        from hwpart.costs import price_plan  # a hand-made plan: priced as the solver would
+
+        plan = price_plan(lg, plan, table, batch, overlay=manifest)
+        plan_source += f" (priced with {costs_path})"
     batch = batch or plan.batch or 1
     if batch < 1:
         raise HwpartError(f"--batch must be >= 1, got {batch}")
@@ -680,7 +685,10 @@ def build_report(model_spec: str, lg: LayerGraph, plan: Plan, plan_source: str,
         "end_to_end_per_batch": _lat(snap.end_to_end_total),
         "stages": stages,
         "devices": device_summary(result.history or [snap]),
-        "pr_setup_s": {"predicted": pred.get("pr_setup_s")},
+        "energy": __import__("hwpart.energy").energy.run_energy(  # per device, labelled
+            plan, stages, device_summary(result.history or [snap]), wall, result.samples),
+        "pr_setup_s": {"predicted": pred.get("pr_setup_s"),
+                       "per_batch": pred.get("pr_per_batch_s")},
         "predicted_vs_measured": [
             {"figure": f, "predicted": p, "calibrated": c, "measured": m,
              "measured_over_predicted": (m / p) if (p and m is not None) else None}
@@ -754,9 +762,11 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
                   fmt_s(s["service_per_sample_s"]), s["service_source"],
                   fmt_s(s["per_sample_s"]), fmt_s(s["lock_wait_s"]), fmt_s(s["queue_wait_s"]))
     console.print(w)
-    setup = (report.get("pr_setup_s") or {}).get("predicted")
+    pr = report.get("pr_setup_s") or {}
+    setup, each = pr.get("predicted"), pr.get("per_batch")
     p = Table(title="predicted (plan) vs measured" + (
-        f" -- plus PR at load {fmt_s(setup)} (modeled)" if setup else ""))
+        f" -- plus PR at load {fmt_s(setup)} (modeled)" if setup else "") + (
+        f", PR {fmt_s(each)} every batch: stages share a slot" if each else ""))
     for col in ("figure", "predicted", "calibrated", "measured", "measured/predicted"):
         p.add_column(col, justify="left" if col == "figure" else "right")
     for row in report["predicted_vs_measured"]:
@@ -765,6 +775,7 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
         p.add_row(row["figure"], f(row["predicted"]), f(row["calibrated"]), f(row["measured"]),
                   "n/a" if ratio is None else f"{ratio:.2f}x")
     console.print(p)
+    __import__("hwpart.energy").energy.print_run_energy(report.get("energy"), console)
 
 
 def devices_command(console: Any = None) -> list[tuple[str, bool, str]]:

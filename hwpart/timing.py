@@ -109,15 +109,29 @@ def stage_time(board: Board, chain: Sequence[RmTiming], samples: int,
                      dma_s(board, samples * chain[-1].out_bytes), swaps * pr_s(board))
 
 
-def swaps_needed(chains: Sequence[Sequence[str]], slots: int) -> tuple[int, int]:
-    """(PR swaps at load, PR swaps per batch) for FPGA stages holding these RM chains.
+def swaps_needed(slot_rms: dict[int, list[str]]) -> tuple[int, int]:
+    """(PR swaps at load, PR swaps per batch) when slot ``k`` must hold the RMs
+    ``slot_rms[k]`` (in the order the plan's stages use them).
 
-    At load every distinct RM is swapped in once. When the plan needs more RMs
-    than the shell has slots, the stages take turns: with each batch visiting the
-    stages in order, every RM has been evicted by the time it is needed again
-    (least-recently-used on a cycle longer than the cache), so each batch swaps
-    in every RM.
+    At load every RM is swapped in once. A slot that two stages share (a plan that
+    needs more RMs than slots) is reconfigured for each stage on every batch: each
+    batch visits the stages in order, so the slot always holds the wrong one.
     """
-    distinct = {r for c in chains for r in c}
-    total = sum(len(c) for c in chains)
-    return min(len(distinct), slots), (0 if total <= slots else total)
+    at_load = sum(len(set(r)) for r in slot_rms.values())
+    per_batch = sum(len(r) for r in slot_rms.values() if len(set(r)) > 1)
+    return at_load, per_batch
+
+
+def rm_chain(groups: Sequence[Sequence[str]], nodes: Sequence[str]) -> list[int] | None:
+    """Indices of the RM groups that, in order, are exactly ``nodes`` (one RM or a chain
+    through the switch), longest match first; None when no chain of them fits."""
+    chain: list[int] = []
+    pos = 0
+    while pos < len(nodes):
+        fits = [i for i, g in enumerate(groups) if list(g) == list(nodes[pos:pos + len(g)])]
+        if not fits:
+            return None
+        best = max(fits, key=lambda i: len(groups[i]))
+        chain.append(best)
+        pos += len(groups[best])
+    return chain

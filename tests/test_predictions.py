@@ -151,3 +151,27 @@ def test_a_swap_in_one_slot_does_not_stall_transfers_through_another(overlay):
     th.join()
     assert done and done[0] < 0.5 * pr  # the first batch did not wait for the swap
     assert dev._slots[1].rm == b.rms[1].spec.name
+
+
+def test_a_plan_needing_more_rms_than_slots_pays_pr_every_batch(overlay, table):
+    """Two stages sharing slot 0: the model charges two swaps per batch, and the board's
+    timeline (its modeled PR time included in the stages' service) agrees."""
+    from test_fpga_support import make_plan
+
+    from hwpart.costs import price_plan
+
+    lg = graph("jet_tagger")
+    m = load_manifest(overlay)
+    hand = make_plan(lg, [("cpu", ["_0", "_1"]), ("fpga0", ["_2", "_3"]),
+                          ("fpga0", ["_4", "_5"]), ("cpu", ["_6", "_7"])], batch=64)
+    plan = price_plan(lg, hand, table, 64, overlay=m)
+    pr = timing.pr_s(load_board("pynq-z2"))
+    assert plan.predicted["pr_per_batch_s"] == pytest.approx(2 * pr)
+    assert plan.predicted["pr_setup_s"] == pytest.approx(2 * pr)
+    assert plan.predicted["throughput_sps"] < 64 / (2 * pr)  # the swaps dominate
+    res, dev = run_on_board(overlay, plan, 64, batches=4)
+    assert dev.swaps == 2 + 2 * 4
+    for st in plan.stages[1:3]:
+        got = res.snapshot.stage(st.name)
+        assert got.service_modeled
+        assert got.service_per_sample_s == pytest.approx(st.predicted_s, rel=0.01)

@@ -290,17 +290,11 @@ class FpgaDevice:
     def _chain_for(self, nodes: list[str]) -> list[BundleRM]:
         """RMs whose layers, in order, are exactly ``nodes`` (one RM, or a chain of them)."""
         b = self._load_bundle()
-        chain: list[BundleRM] = []  # longest match first: an exact single RM wins
-        pos = 0
-        while pos < len(nodes):
-            best = max((r for r in b.rms if list(r.spec.layers) == nodes[pos:pos + len(r.spec.layers)]),
-                       key=lambda r: len(r.spec.layers), default=None)
-            if best is None:
-                raise DeviceError(f"no RM (or chain of RMs) in bundle {b.name} implements layers "
-                                  f"{nodes}; available: {[r.spec.layers for r in b.rms]}")
-            chain.append(best)
-            pos += len(best.spec.layers)
-        return chain
+        chain = timing.rm_chain([r.spec.layers for r in b.rms], nodes)
+        if chain is None:
+            raise DeviceError(f"no RM (or chain of RMs) in bundle {b.name} implements layers "
+                              f"{nodes}; available: {[r.spec.layers for r in b.rms]}")
+        return [b.rms[i] for i in chain]
 
     def load(self, stage: Stage) -> LoadedStage:
         self.open()
