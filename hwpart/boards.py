@@ -31,6 +31,11 @@ from hwpart.errors import BoardError, ConfigError
 
 __all__ = [
     "Board",
+    "BoardCpu",
+    "BoardPower",
+    "DevicePower",
+    "DynamicPower",
+    "HostPower",
     "Clocks",
     "ConfigPort",
     "DMASpec",
@@ -197,6 +202,62 @@ class SlotSpec:
 
 
 @dataclass(frozen=True)
+class DynamicPower:
+    """Fabric power per primitive in use, watts, at the board's ``clocks.pl_mhz``.
+
+    Applied to an RM's (or a layer's) resource estimate, it prices the FPGA in the
+    energy objective; XPE-style figures, estimates until a board measures them.
+    """
+
+    __pydantic_config__ = _SCHEMA
+
+    lut: _NonNegFloat
+    ff: _NonNegFloat
+    dsp: _NonNegFloat
+    bram_18k: _NonNegFloat
+    uram: _NonNegFloat = 0.0
+
+    def watts(self, resources: Mapping[str, float]) -> float:
+        return sum(float(resources.get(k, 0.0)) * getattr(self, k)
+                   for k in ("lut", "ff", "dsp", "bram_18k", "uram"))
+
+
+@dataclass(frozen=True)
+class BoardPower:
+    """What the board draws: at rest (PS, DDR, regulators; PL static apart), the PL's
+    static power, and the fabric's dynamic power per primitive. ``source`` says where
+    the figures come from, so every printed energy can name it."""
+
+    __pydantic_config__ = _SCHEMA
+
+    board_idle_w: _NonNegFloat
+    pl_static_w: _NonNegFloat
+    dynamic_w: DynamicPower
+    source: _Str
+
+
+@dataclass(frozen=True)
+class BoardCpu:
+    """The board's own Arm cores, so a plan for the board never prices the host's x86.
+
+    ``macs_per_s`` is the effective rate of small layers through a Python framework on
+    all cores, ``layer_overhead_us`` the fixed cost of one layer call, ``active_w``
+    what busy cores add to ``power.board_idle_w``. Estimates until ``hwpart profile``
+    runs on the board.
+    """
+
+    __pydantic_config__ = _SCHEMA
+
+    model: _Str
+    cores: _PosInt
+    clock_mhz: _PosFloat
+    macs_per_s: _PosFloat
+    layer_overhead_us: _NonNegFloat
+    active_w: _NonNegFloat
+    source: _Str
+
+
+@dataclass(frozen=True)
 class Board:
     """One PYNQ board: device, fabric clock, data and configuration ports, slots."""
 
@@ -214,6 +275,10 @@ class Board:
     config_port: ConfigPort
     slots: SlotSpec
     ddr_mb: _PosInt
+    # Optional so boards described before the energy objective still load; the energy
+    # objective and ``--cpu board`` say so when the section is missing.
+    power: BoardPower | None = None
+    cpu: BoardCpu | None = None
     # Where the description came from, for messages; not part of the YAML
     # (init=False keeps it out of the schema, so a `path:` key is rejected).
     path: Path | None = field(default=None, init=False, compare=False, repr=False)
@@ -221,6 +286,28 @@ class Board:
     def swap_s(self) -> float:
         """Seconds for one PR swap of a slot: its partial over the config port."""
         return self.config_port.load_s(self.slots.partial_bitstream_bytes)
+
+
+@dataclass(frozen=True)
+class DevicePower:
+    """A host device's declared draw: at idle and busy (total, so ``active_w >= idle_w``).
+
+    Used only where no counter reads it (RAPL for the CPU, NVML for the GPU).
+    """
+
+    __pydantic_config__ = _SCHEMA
+
+    idle_w: _NonNegFloat
+    active_w: _NonNegFloat
+    source: _Str
+
+
+@dataclass(frozen=True)
+class HostPower:
+    __pydantic_config__ = _SCHEMA
+
+    cpu: DevicePower
+    gpu: DevicePower | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +320,7 @@ class Host:
     links: dict[str, Link]
     cpu_memory_mb: _PosInt
     gpu_memory_mb: _Count
+    power: HostPower | None = None
     path: Path | None = field(default=None, init=False, compare=False, repr=False)
 
     def link(self, a: str, b: str, board: Board | None = None) -> Link:
@@ -398,6 +486,8 @@ def _annotation_at(root: type, loc: tuple[Any, ...]) -> Any:
     tp: Any = root
     for part in loc:
         tp = _unwrap(tp)
+        if get_origin(tp) in (Union, types.UnionType):  # an optional section: its mapping
+            tp = next((a for a in get_args(tp) if dataclasses.is_dataclass(a)), tp)
         if dataclasses.is_dataclass(tp) and isinstance(part, str):
             hints = typing.get_type_hints(tp, include_extras=True)
             if part not in hints:
@@ -412,6 +502,8 @@ def _annotation_at(root: type, loc: tuple[Any, ...]) -> Any:
 
 def _allowed_keys(root: type, loc: tuple[Any, ...]) -> list[str]:
     tp = _unwrap(_annotation_at(root, loc))
+    if get_origin(tp) in (Union, types.UnionType):  # an optional section
+        tp = next((a for a in get_args(tp) if dataclasses.is_dataclass(a)), tp)
     if dataclasses.is_dataclass(tp):
         return [f.name for f in dataclasses.fields(tp) if f.init]
     return []
@@ -477,3 +569,15 @@ def _check_host(host: Host, path: Path) -> None:
             )
     if "cpu-gpu" not in host.links:
         raise ConfigError(f"{where}: field 'links.cpu-gpu': missing (expected a mapping)")
+    for dev in ("cpu", "gpu"):
+        p = getattr(host.power, dev, None) if host.power else None
+        if p is not None:
+            _check_power(p.active_w, p.idle_w, where, f"power.{dev}.active_w", ConfigError)
+
+
+def _check_power(active: float | None, idle: float, where: str, dotted: str,
+                 err: type[ConfigError]) -> None:
+    """A busy device draws at least its idle power: a smaller figure is a typo (often
+    the increment written where the total belongs) and would make energy negative."""
+    if active is not None and active < idle:
+        raise err(f"{where}: field '{dotted}': must be >= idle_w ({idle:g} W), got {active:g}")

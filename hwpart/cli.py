@@ -16,6 +16,7 @@ from rich.table import Table
 from hwpart.errors import HwpartError
 from hwpart.graph import IO_OPS
 from hwpart.monitor import fmt_s
+from hwpart.partition import OBJECTIVES, floor_violations
 
 # Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns,
 # so tables are never cut.
@@ -43,6 +44,16 @@ def _devices_arg(text: str | None, board: Any) -> list[str]:
     if "fpga" in devs and board is None:
         raise HwpartError("--devices includes fpga: pass --board NAME too")
     return devs
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
 
 
 def _batches(text: str) -> list[int]:
@@ -107,7 +118,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_partition(args: argparse.Namespace) -> int:
     from hwpart.boards import load_board
-    from hwpart.costs import CostTable, build_problem, parse_pins, single_device_plans
+    from hwpart.costs import CostTable, build_problem, parse_pins
     from hwpart.graph import load_graph
     from hwpart.partition import make_plan, solve
 
@@ -122,24 +133,44 @@ def cmd_partition(args: argparse.Namespace) -> int:
                               f"{overlay.board.name}")
     board = load_board(args.board or overlay.board.name) if (args.board or overlay) else None
     devices = _devices_arg(args.devices, board)
+    if args.cpu == "board":  # the board's Arm cores, modeled; a PYNQ board has no GPU
+        if board is None:
+            raise HwpartError("--cpu board needs --board NAME: the CPU is described in the "
+                              "board's YAML (cpu: section)")
+        if "gpu" in devices and args.devices:
+            raise HwpartError("--cpu board plans for the board itself, which has no GPU; "
+                              "drop gpu from --devices")
+        devices = [d for d in devices if d != "gpu"]
     if overlay is not None:  # the FPGA's costs come from the overlay's RMs
         devices_measured = [d for d in devices if d != "fpga"]
     else:
         devices_measured = devices
+    if args.cpu == "board":  # nothing to measure on this machine's CPU
+        devices_measured = [d for d in devices_measured if d != "cpu"]
     if args.costs:
         table = CostTable.load(args.costs)
         table.check_matches(lg, args.costs)
     else:
         table = _profile(lg, sorted({1, args.batch}), devices_measured, board, args.quick)
+    if args.cpu == "board":
+        from hwpart.boardcpu import with_board_cpu
+
+        table = with_board_cpu(lg, table, board, sorted({1, args.batch, *table.batch_sizes}))
     if args.slots is not None and board is not None and args.slots > board.slots.count:
         raise HwpartError(f"--slots {args.slots}: {board.name} has {board.slots.count} "
                           "reconfigurable slots in its shell")
     problem = build_problem(lg, table, args.batch, devices, board, slots=args.slots,
                             overlay=overlay, pins=parse_pins(lg, args.pin))
+    problem.min_throughput_sps, problem.max_latency_s = args.min_throughput, args.max_latency
+    figures = _power(args, devices, board, table, overlay, problem)
     sol = solve(problem, args.objective, args.solver, time_limit_s=args.time_limit)
     plan = make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
                      objective=args.objective, batch=args.batch,
                      board=board.name if board else None)
+    if figures:
+        from hwpart.energy import plan_energy
+
+        plan.energy = plan_energy(problem, sol.assign, sol.evaluation, figures)
     plan.save(args.output)
 
     t = Table(title=f"plan for {lg.name}: objective {args.objective}, batch {args.batch}")
@@ -156,27 +187,36 @@ def cmd_partition(args: argparse.Namespace) -> int:
             t.add_row(st.name, n, lg.dag.nodes[n]["op"], u, fmt_s(problem.compute[n][u]),
                       src.split(" ")[0])
     console.print(t)
+    if args.cpu == "board":
+        console.print(f"cpu layers: {table.source['cpu']}")
     ev = sol.evaluation
     s = Table(title="predicted (per sample; FPGA figures are modeled or estimated, not measured)")
-    for col in ("plan", "latency", "throughput", "bottleneck"):
+    for col in ("plan", "latency", "throughput", "bottleneck") + (("energy",) if figures else ()):
         s.add_column(col)
     gap = sol.gap(args.objective)
     label = f"hwpart ({sol.solver}{', optimal' if sol.optimal else ''}"
     label += f", gap {gap:.2%})" if gap is not None and not sol.optimal else ")"
-    s.add_row(label, fmt_s(ev.latency_s), f"{ev.throughput_sps:,.0f} /s", ev.bottleneck)
-    singles = single_device_plans(problem)
-    for unit, fig in singles.items():
-        s.add_row(f"all on {unit}", fmt_s(fig["latency_s"]), f"{fig['throughput_sps']:,.0f} /s",
-                  "")
+    s.add_row(label, fmt_s(ev.latency_s), f"{ev.throughput_sps:,.0f} /s", ev.bottleneck,
+              *([_fmt_j(ev.energy_j)] if figures else []))
+    singles = _singles(problem)
+    for unit, sev in singles.items():
+        miss = " (misses the floor)" if floor_violations(problem, sev) else ""
+        s.add_row(f"all on {unit}{miss}", fmt_s(sev.latency_s), f"{sev.throughput_sps:,.0f} /s",
+                  "", *([_fmt_j(sev.energy_j)] if figures else []))
     console.print(s)
-    key = "latency_s" if args.objective == "latency" else "throughput_sps"
+    if figures:
+        _print_energy(plan.energy, ev)
+    key = args.objective
     if singles:
-        best_unit = (min if key == "latency_s" else max)(singles, key=lambda u: singles[u][key])
-        mine = ev.latency_s if key == "latency_s" else ev.throughput_sps
-        ratio = singles[best_unit][key] / mine if key == "latency_s" else mine / singles[
-            best_unit][key]
-        console.print(f"vs best single device ({best_unit}): {ratio:.2f}x "
-                      f"{'lower latency' if key == 'latency_s' else 'throughput'}")
+        best_unit = (max if key == "throughput" else min)(
+            singles, key=lambda u: singles[u].throughput_sps if key == "throughput"
+            else singles[u].value(key))
+        best = singles[best_unit]
+        ratio = (ev.throughput_sps / best.throughput_sps if key == "throughput"
+                 else best.value(key) / ev.value(key))
+        what = {"latency": "lower latency", "throughput": "throughput",
+                "energy": "less energy per sample"}[key]
+        console.print(f"vs best single device ({best_unit}): {ratio:.2f}x {what}")
     console.print(f"solver {sol.solver} in {sol.solve_time_s * 1e3:.1f} ms; wrote {args.output}")
     if args.plot:
         from hwpart.plot import plot_plan
@@ -184,6 +224,65 @@ def cmd_partition(args: argparse.Namespace) -> int:
         plot_plan(lg, plan, args.plot)
         console.print(f"wrote {args.plot}")
     return 0
+
+
+def _power(args: argparse.Namespace, devices: list[str], board: Any, table: Any, overlay: Any,
+           problem: Any) -> dict[str, Any] | None:
+    """Power figures for the problem's devices, attached to it; None (with a note) when
+    some figure is missing and the objective does not need it."""
+    from hwpart.energy import attach_power, device_power, fpga_node_resources
+
+    try:
+        figures = device_power(devices, board, cpu=args.cpu)
+    except HwpartError as exc:
+        if args.objective == "energy":
+            raise
+        err_console.print(f"[dim]no energy table: {exc}[/]")
+        return None
+    attach_power(problem, figures, board, fpga_node_resources(table, overlay))
+    return figures
+
+
+def _singles(problem: Any) -> dict[str, Any]:
+    """Everything on one unit (first slot only), evaluated: the baselines to beat."""
+    from hwpart.partition import evaluate, single_device
+
+    out = {}
+    for u in problem.units:
+        if u.is_slot and u.slot != 0:
+            continue
+        assign = single_device(problem, u.name)
+        if assign is not None:
+            out[u.name] = evaluate(problem, assign)
+    return out
+
+
+def _fmt_j(j: float | None) -> str:
+    if j is None:
+        return "n/a"
+    for scale, unit in ((1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ")):
+        if j >= scale:
+            return f"{j / scale:.3g} {unit}"
+    return f"{j * 1e9:.3g} nJ"
+
+
+def _print_energy(energy: dict[str, Any], ev: Any) -> None:
+    t = Table(title="energy per sample by device (busy x power above idle + cycle x idle power "
+                    "of the devices in use)")
+    for col in ("device", "power used", "source", "compute busy / sample", "energy / sample"):
+        t.add_column(col, justify="right" if col in ("compute busy / sample", "energy / sample")
+                     else "left")
+    for dev, row in energy.items():
+        busy = "+" + (f"{row['active_w']:.3g} W avg over its layers (per-layer resources)"
+                      if row["per_layer_power"] else f"{row['active_w']:.3g} W busy")
+        power = f"{row['idle_w']:.3g} W idle, {busy}"
+        used = row["used"]
+        t.add_row(dev, power if used else f"{power} (not used)",
+                  f"{row['kind']}: {row['source']}", fmt_s(row["busy_s_per_sample"]),
+                  _fmt_j(row["energy_j_per_sample"]) if used else "0")
+    t.add_row("total", "", f"cycle {fmt_s(ev.bottleneck_s)} per sample", "",
+              _fmt_j(ev.energy_j))
+    console.print(t)
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
@@ -222,7 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("partition", help="compute a plan: layer -> device (+ FPGA slot)")
     _model_args(pa)
     pa.add_argument("--board", help="board name (boards/NAME.yaml) or path")
-    pa.add_argument("--objective", choices=("latency", "throughput"), default="throughput")
+    pa.add_argument("--objective", choices=OBJECTIVES, default="throughput",
+                    help="latency, throughput, or energy per sample (joules; see --cpu)")
+    pa.add_argument("--min-throughput", type=_positive, metavar="N",
+                    help="floor: the plan must reach N samples/s (any objective)")
+    pa.add_argument("--max-latency", type=_positive, metavar="S",
+                    help="floor: the plan must take at most S seconds per sample (any objective)")
+    pa.add_argument("--cpu", choices=("local", "board"), default="local",
+                    help="local: this machine's CPU, measured (on an Arm board, that is the "
+                         "board's); board: the board's Arm cores from its YAML, modeled")
     pa.add_argument("--batch", type=int, default=1, help="micro-batch size the plan is for")
     pa.add_argument("--devices", help="comma list of cpu,gpu,fpga (default: all present)")
     pa.add_argument("--slots", type=int, help="use this many of the board's slots")

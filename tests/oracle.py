@@ -40,8 +40,13 @@ def random_dag(rng: random.Random, n: int, chain: bool) -> nx.DiGraph:
 
 
 def random_problem(seed: int, n: int, chain: bool, slots: int = 1, gpu: bool = True,
-                   memory: bool = False, overlay: bool = False) -> Problem:
-    """Input/output pinned to the CPU; random capabilities, costs, resources and links."""
+                   memory: bool = False, overlay: bool = False, power: bool = False) -> Problem:
+    """Input/output pinned to the CPU; random capabilities, costs, resources and links.
+
+    ``power``: random idle watts per device and active watts per (node, unit), for the
+    energy objective (drawn from a separate stream, so the rest of the problem is the
+    same as without it).
+    """
     rng = random.Random(seed)
     g = random_dag(rng, n, chain)
     units = [Unit("cpu", "cpu")]
@@ -83,7 +88,18 @@ def random_problem(seed: int, n: int, chain: bool, slots: int = 1, gpu: bool = T
                     order[-1] not in run and rng.random() < 0.5:
                 runs.append(run)
         slot_runs = {f"fpga{k}": list(runs) for k in range(slots)}
-    return Problem(g, units, compute, out_bytes, links, resources, mem, slot_runs=slot_runs)
+    problem = Problem(g, units, compute, out_bytes, links, resources, mem, slot_runs=slot_runs)
+    if power:
+        prng = random.Random(seed + 7919)
+        problem.idle_w = {"cpu": prng.uniform(2, 20), "gpu": prng.uniform(5, 40),
+                          "fpga": prng.uniform(0.5, 5)}
+        base = {"cpu": prng.uniform(10, 40), "gpu": prng.uniform(30, 200)}
+        problem.active_w = {}
+        for v in order:
+            fabric = prng.uniform(0.05, 3)  # one RM's power, whichever identical slot holds it
+            problem.active_w[v] = {u: base[u] * prng.uniform(0.8, 1.2) if u in base else fabric
+                                   for u in compute[v]}
+    return problem
 
 
 def brute_force(problem: Problem, objective: str) -> tuple[float, dict[str, str]]:
