@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from hwpart.devices import Device, LoadedStage, get_device, unit_kind
+from hwpart.energy import print_run_energy, run_energy
 from hwpart.errors import DeviceError, HwpartError, PlanError
 from hwpart.graph import LayerGraph
 from hwpart.monitor import (
@@ -685,7 +686,7 @@ def build_report(model_spec: str, lg: LayerGraph, plan: Plan, plan_source: str,
         "end_to_end_per_batch": _lat(snap.end_to_end_total),
         "stages": stages,
         "devices": device_summary(result.history or [snap]),
-        "energy": __import__("hwpart.energy").energy.run_energy(  # per device, labelled
+        "energy": run_energy(  # per device, labelled
             plan, stages, device_summary(result.history or [snap]), wall, result.samples),
         "pr_setup_s": {"predicted": pred.get("pr_setup_s"),
                        "per_batch": pred.get("pr_per_batch_s")},
@@ -775,7 +776,7 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
         p.add_row(row["figure"], f(row["predicted"]), f(row["calibrated"]), f(row["measured"]),
                   "n/a" if ratio is None else f"{ratio:.2f}x")
     console.print(p)
-    __import__("hwpart.energy").energy.print_run_energy(report.get("energy"), console)
+    print_run_energy(report.get("energy"), console)
 
 
 def devices_command(console: Any = None) -> list[tuple[str, bool, str]]:
