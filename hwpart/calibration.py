@@ -80,11 +80,30 @@ class Calibrator:
     def prediction(self) -> dict[str, float]:
         """The plan's figures with every stage's time scaled by its factor.
 
-        Stage level: a unit's load is the sum of its stages (all FPGA stages share the
-        one DMA engine, :mod:`hwpart.timing`), the bottleneck is the largest load or
-        shared link, latency the sum of the stages and links.
+        The plan's own unit and link loads are kept, so what no stage's service time
+        covers (the pipeline's per-batch overhead, transfers on shared links) stays
+        as predicted; each stage adds ``(factor - 1) x its predicted time`` to its
+        unit's load -- all FPGA stages to the one DMA engine (:mod:`hwpart.timing`).
+        A plan without unit loads (made by hand) is priced at stage level.
         """
-        return stage_prediction(self.plan, {s.name: self.ratio(s.name) for s in self.plan.stages})
+        ratios = {s.name: self.ratio(s.name) for s in self.plan.stages}
+        if not self.plan.unit_load_s:
+            return stage_prediction(self.plan, ratios)
+        loads = dict(self.plan.unit_load_s)
+        links = dict(self.plan.link_load_s or {})
+        fpga = [u for u in loads if unit_kind(u) == FPGA_RESOURCE]
+        if fpga:  # the engine: every slot and every DMA crossing
+            loads[FPGA_RESOURCE] = sum(loads.pop(u) for u in fpga) + sum(
+                links.pop(k) for k in list(links) if FPGA_RESOURCE in k.split("-"))
+        latency = float(self.plan.predicted.get("latency_s", 0.0))
+        for st in self.plan.stages:
+            delta = (ratios[st.name] - 1.0) * (st.predicted_s or 0.0)
+            key = FPGA_RESOURCE if unit_kind(st.unit) == FPGA_RESOURCE else st.unit
+            loads[key] = loads.get(key, 0.0) + delta
+            latency += delta
+        worst = max([*loads.values(), *links.values()], default=0.0)
+        return {"throughput_sps": 1.0 / worst if worst > 0 else float("inf"),
+                "bottleneck_s": worst, "latency_s": latency}
 
     def to_json(self) -> dict[str, Any]:
         return {name: asdict(f) for name, f in self.factors.items()}
