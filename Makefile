@@ -41,7 +41,7 @@ setup: $(STAMP)
 BUNDLE ?= bitstreams/jet_tagger-pynq-z2
 run: $(STAMP)
 	$(BIN)/hwpart overlay build host/models.py:jet_tagger --input-shape 16 --board pynq-z2 \
-	  --groups _0-_3,_4-_7 -o $(BUNDLE)
+	  --groups _0-_3,_4-_5 -o $(BUNDLE)
 	$(BIN)/hwpart run host/models.py:jet_tagger --input-shape 16 --auto --overlay $(BUNDLE) \
 	  --pin _0-_3=fpga --samples $(SAMPLES) --batch 256 --report run-report.json \
 	  --metrics metrics.jsonl

@@ -111,9 +111,14 @@ SPIN_S = 100e-6
 
 
 def hold_until(deadline: float) -> None:
-    """Sleep, then spin the last :data:`SPIN_S`, until ``deadline`` (modeled hardware time)."""
+    """Sleep, then spin the last :data:`SPIN_S`, until ``deadline`` (modeled hardware time).
+
+    The spin yields the GIL on every turn (``sleep(0)``): a bare spin keeps it for a
+    whole switch interval (5 ms) whenever another stage's thread wants it, and the
+    pipeline's CPU stages would wait on the simulated board's clock-watching.
+    """
     left = deadline - time.perf_counter()
     if left > SPIN_S:
         time.sleep(left - SPIN_S)
     while time.perf_counter() < deadline:
-        pass
+        time.sleep(0)
