@@ -135,3 +135,31 @@ def test_stages_pass_on_only_the_values_later_stages_read() -> None:
         assert "x" not in env
     assert len(staged.stages) == 3 and len(env) == 1
     assert torch.equal(staged.result(env), lg.module(x))
+
+
+def test_a_stage_runs_its_layers_directly_but_honours_hooks() -> None:
+    """The per-batch call skips nn.Module's call machinery only where nothing is hooked."""
+    from examples import example_graph
+
+    from hwpart.runtime import chain_plan
+    from hwpart.stages import direct_forward
+
+    lg = example_graph("inception_block")
+    x = lg.example_input(batch=3)
+    staged = split(lg, chain_plan(lg, ["cpu", "cpu"]))
+    with torch.inference_mode():
+        ref = lg.module(x)
+        assert all(direct_forward(st.module) is not None for st in staged.stages)
+        assert torch.equal(staged(x), ref)
+
+        seen: list[str] = []
+        leaf = staged.stages[0].module.get_submodule(
+            next(str(n.target) for n in staged.stages[0].module.graph.nodes
+                 if n.op == "call_module"))
+        handle = leaf.register_forward_hook(lambda m, i, o: seen.append(type(m).__name__))
+        try:
+            again = split(lg, chain_plan(lg, ["cpu", "cpu"]))
+            assert torch.equal(again(x), ref)
+            assert seen == [type(leaf).__name__]  # the hooked layer was called as a module
+        finally:
+            handle.remove()

@@ -154,6 +154,16 @@ def test_micro_batches_are_numbered_views():
     assert all(a.t0 <= b.t0 for a, b in zip(items, items[1:], strict=False))
 
 
+def test_micro_batches_across_many_chunks_and_a_short_tail():
+    n, batch = 3 * 256 * 5 + 3, 5  # three full chunks of views, then one short batch
+    x = torch.arange(n)
+    items = list(micro_batches((x,), batch))
+    assert [it.seq for it in items] == list(range(len(items)))
+    assert [it.samples for it in items] == [5] * (3 * 256) + [3]
+    assert torch.equal(torch.cat([it.payload[0] for it in items]), x)
+    assert items[-1].payload[0].data_ptr() == x[n - 3:].data_ptr()  # still views
+
+
 def test_micro_batches_reject_bad_input():
     with pytest.raises(ValueError, match="batch"):
         list(micro_batches((torch.zeros(4),), 0))
