@@ -37,6 +37,7 @@ from hwpart.partition import (
     single_device,
     solve,
 )
+from hwpart.stages import direct_forward
 from hwpart.timing import FPGA_RESOURCE, pr_s
 
 #: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
@@ -202,17 +203,20 @@ class _NodeTimer(fx.Interpreter):
 
 
 def time_in_context(module: fx.GraphModule, x: Any, sync: Callable[[], None] = lambda: None,
-                    warmup: int = 3, **timing: Any) -> dict[str, float]:
+                    warmup: int = 3, forward: Callable[..., Any] | None = None,
+                    **timing: Any) -> dict[str, float]:
     """Seconds per call node inside real forward passes, summing to the whole forward's time.
 
     Per node: the median over instrumented passes. The nodes are then scaled
     together so that they add up to the median of the *uninstrumented* forward
-    (:func:`time_call`), the call a one-stage pipeline makes: the instrumented
+    (:func:`time_call`) -- ``forward``, the call a one-stage pipeline makes
+    (default: the module itself): the instrumented
     pass adds a little per node (the timer, the interpreter), and the real
     forward adds its own per-node Python that no per-node timer sees; scaling
     keeps the nodes' relative costs and makes the whole exact.
     """
-    whole = time_call(lambda: module(x), sync, warmup=warmup, **timing)
+    call = forward or module
+    whole = time_call(lambda: call(x), sync, warmup=warmup, **timing)
     timer = _NodeTimer(module, sync, skip=warmup)
     time_call(lambda: timer.run(x), sync, warmup=warmup, **timing)
     med = {n: statistics.median(v) for n, v in timer.samples.items()}
@@ -241,11 +245,14 @@ def measure(lg: LayerGraph, device: str, batch_sizes: list[int],
     nodes = lg.compute_nodes
     out: dict[str, dict[str, float]] = {n: {} for n in nodes}
     module = lg.module.to(dev)
+    # a CPU stage calls its layers directly (stages.direct_forward); the GPU device
+    # calls its own copy of the module
+    forward = direct_forward(module) if device == "cpu" else None
     try:
         for i, b in enumerate(batch_sizes):
             with torch.inference_mode():
                 per_node = time_in_context(module, _to(lg.example_input(b), dev), sync,
-                                           **timing)
+                                           forward=forward, **timing)
             for n in nodes:
                 # a node the graph never calls (a get_attr) costs nothing to run
                 out[n][str(b)] = per_node.get(n, 0.0)
@@ -286,8 +293,9 @@ def measure_overhead(batch: int, threads: int | None = None, batches: int = 300,
     x = torch.zeros(batch * batches, 1)
     xb = x[:batch]
     firsts, extras = [], []
+    forward = direct_forward(lg.module) or lg.module  # as the stages call it
     with torch.inference_mode():
-        plain = time_call(lambda: lg.module(xb), repeats=batches)
+        plain = time_call(lambda: forward(xb), repeats=batches)
     for _ in range(rounds):
         per: list[float] = []
         for k in (1, 2, 3):
