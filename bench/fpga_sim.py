@@ -7,9 +7,15 @@ What each figure is (nothing here is measured on an FPGA):
 * ``csim_*_sps``: the hls4ml C simulation alone on this host -- hls4ml's own
   per-sample ctypes loop vs hwpart's batch loop (``hwpart.sim.rm``). MEASURED
   on the host CPU.
+* ``engines``: side by side, in this process, at batch 64 and 256: the C
+  simulation (batch loop) vs the vectorised fixed-point model
+  (``hwpart.sim.fastrm``, bit-exact to it: the outputs are compared here too),
+  and their ratio. MEASURED on the host CPU.
 * ``unpaced_sps``: samples/s through the whole simulated board (PYNQ driver,
-  register models, DMA, switch, C simulation, fixed-point packing) with
-  pacing off: the simulator's own speed. MEASURED on the host CPU.
+  register models, DMA, switch, the RM's engine, fixed-point packing) with
+  pacing off: the simulator's own speed, with the engine the board picked
+  (``board_engine``) and, at batch 256, with the C simulation forced.
+  MEASURED on the host CPU.
 * ``paced_sps``: the same with each DMA completion held back to the modeled
   hardware time; capped by the model where the model is slower than the
   simulator. MEASURED on the host, but the waits are MODELED hardware time.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -37,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from host.models import EXAMPLES  # noqa: E402
 from hwpart.graph import capture  # noqa: E402
 from hwpart.overlay import hls  # noqa: E402
+from hwpart.sim import fastrm  # noqa: E402
 from hwpart.sim.rm import CSimRunner, rm_from_csim  # noqa: E402
 
 PRECISION = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
@@ -62,6 +70,32 @@ def rate(fn, samples: int, repeats: int = 3) -> float:
         fn()
         best = max(best, samples / (time.perf_counter() - t))
     return best
+
+
+def batched_rate(predict, x: np.ndarray, batch: int) -> float:
+    """Samples/s of ``predict`` called on consecutive batches of ``batch`` rows."""
+    n = len(x) - len(x) % batch
+    predict(x[:batch])  # warm
+
+    def go() -> None:
+        for i in range(0, n, batch):
+            predict(x[i:i + batch])
+    return rate(go, n)
+
+
+def engines(jet, x: np.ndarray) -> dict:
+    """The C simulation (batch loop) vs the vectorised model, side by side."""
+    fm = jet.fast_model or {}
+    if not fm.get("exact"):
+        return {"vectorised": f"not used: {fm.get('reason', 'no verdict')}"}
+    csim, fast = CSimRunner(jet), fastrm.load_model(Path(fm["file"]), fm["sha256"])
+    out: dict = {"bit_identical": bool(np.array_equal(csim.predict(x), fast.predict(x))),
+                 "verdict": f"{fm['checked']} checked, {fm['mismatches']} mismatches"}
+    for batch in (64, 256):
+        c, v = batched_rate(csim.predict, x, batch), batched_rate(fast.predict, x, batch)
+        out[f"batch{batch}"] = {"csim_sps (measured, host)": c,
+                                "vectorised_sps (measured, host)": v, "ratio": v / c}
+    return out
 
 
 def board_rate(dev, plan, x: np.ndarray, batch: int) -> float:
@@ -97,6 +131,7 @@ def main() -> int:
     batched = CSimRunner(jet)
     res["csim_hls4ml_loop_sps (measured, host)"] = rate(lambda: per_sample.predict(x), len(x))
     res["csim_batch_loop_sps (measured, host)"] = rate(lambda: batched.predict(x), len(x))
+    res["engines"] = engines(jet, x)
 
     with tempfile.TemporaryDirectory() as tmp:
         b = write_sim_bundle(Path(tmp) / "b", "bench", specs, board=args.board)
@@ -115,6 +150,17 @@ def main() -> int:
                 res.setdefault("dma_batch256", {})[f"{key} {rec.channel}"] = {
                     "bytes": rec.nbytes, "modeled_s": rec.modeled_s,
                     "host_issue_to_idle_s (measured)": host}
+            res[f"{key}_board_engine"] = dev.sim.slots[0].rm.engine
+            if not paced:  # the same board with the C simulation forced
+                os.environ[fastrm.ENGINE_ENV] = "csim"
+                try:
+                    dev.swap(0, "fc3")
+                    dev.swap(0, "jet")  # a fresh SimRM: it reads the variable
+                    assert dev.sim.slots[0].rm.engine == "csim"
+                    res["unpaced_sps_batch256_csim_forced (measured, host)"] = \
+                        board_rate(dev, plan, x, 256)
+                finally:
+                    del os.environ[fastrm.ENGINE_ENV]
             if paced:
                 t = dev.sim.timing
                 res["modeled_rm_s_batch256"] = t.rm_s(jet.cycles(256))
@@ -140,7 +186,19 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     w = max(len(k) for k in res)
     for k, v in res.items():
-        print(f"{k:<{w}}  {v if not isinstance(v, float) else f'{v:,.6g}'}")
+        if k != "engines":
+            print(f"{k:<{w}}  {v if not isinstance(v, float) else f'{v:,.6g}'}")
+    eng = res["engines"]
+    print(f"\nengines, jet RM {jet.layers[0]}..{jet.layers[-1]}, one process (measured, host); "
+          f"outputs bit-identical: {eng.get('bit_identical', '-')}")
+    print(f"{'batch':>6}  {'C sim (batch loop) sps':>24}  {'vectorised sps':>16}  {'ratio':>7}")
+    for batch in (64, 256):
+        e = eng.get(f"batch{batch}")
+        if e:
+            print(f"{batch:>6}  {e['csim_sps (measured, host)']:>24,.0f}  "
+                  f"{e['vectorised_sps (measured, host)']:>16,.0f}  {e['ratio']:>6.1f}x")
+    if "vectorised" in eng:
+        print(f"vectorised model {eng['vectorised']}")
     print(f"written to {args.out}")
     return 0
 

@@ -105,6 +105,23 @@ def test_unchanged_model_rebuilds_from_cache(bundles, cache, tmp_path):
         r.accuracy for r in bundles["jet-pynq-z2"].manifest.rms]
 
 
+def test_fast_model_check_is_cached_until_its_source_changes(bundles, cache, tmp_path,
+                                                             monkeypatch):
+    from hwpart.sim import fastrm
+
+    calls = []
+    real = fastrm.verify
+    monkeypatch.setattr(fastrm, "verify", lambda *a, **k: calls.append(1) or real(*a, **k))
+    lg = capture(dense_gelu(), (8,), "dense_gelu")
+    opts = {"cache": cache, "samples": 100, "rtl": False}
+    res = build_overlay(lg, load_board("pynq-z2"), BuildOptions(out=tmp_path / "a", **opts))
+    assert calls == [] and res.manifest.rms[0].fast_model == \
+        bundles["dense-pynq-z2"].manifest.rms[0].fast_model
+    monkeypatch.setattr(fastrm, "_OWN", "an edited fastrm.py")  # what its source hash becomes
+    res = build_overlay(lg, load_board("pynq-z2"), BuildOptions(out=tmp_path / "b", **opts))
+    assert calls == [1] and res.manifest.rms[0].fast_model.exact
+
+
 def test_unsupported_layer_stays_off_and_dense_rtl_is_bit_exact(bundles):
     m = bundles["dense-pynq-z2"].manifest
     assert "gelu" in m.off_fpga["_3"] and "no hls4ml" in m.off_fpga["_3"]
@@ -114,6 +131,65 @@ def test_unsupported_layer_stays_off_and_dense_rtl_is_bit_exact(bundles):
     assert r.rtl.source.startswith("estimated (da4ml")
     # RTL without a dense group: the jet RM ends in softmax
     assert bundles["jet-pynq-z2"].manifest.rms[0].rtl is None
+
+
+def test_manifest_records_the_fast_model_verdict(bundles, tmp_path):
+    """Dense RMs: exact on 10,000 inputs, the model a checked file, the board runs it;
+    softmax and conv RMs: not modeled, with the reason, and the board runs the C sim."""
+    from hwpart.sim.bundle import load_bundle
+    from hwpart.sim.rm import SimRM
+
+    (r,) = bundles["dense-pynq-z2"].manifest.rms
+    fm = r.fast_model
+    assert fm is not None and fm.exact and fm.checked >= 10_000 and fm.mismatches == 0
+    assert "bit-exact" in fm.reason and "seeded" in fm.inputs
+    assert [f.kind for f in r.files if f.path == fm.file] == ["fast-model"]
+    for name in ("jet-pynq-z2", "cnn-pynq-z2"):
+        for q in bundles[name].manifest.rms:
+            assert not q.fast_model.exact and q.fast_model.file is None
+            assert "not modeled" in q.fast_model.reason
+    b = load_bundle(_copy(bundles["dense-pynq-z2"].bundle, tmp_path))
+    assert SimRM(b.rms[0].spec).engine == "vectorised"
+    cnn = load_bundle(_copy(bundles["cnn-pynq-z2"].bundle, tmp_path))
+    assert {SimRM(q.spec).engine for q in cnn.rms} == {"csim"}
+
+
+def test_fast_model_file_is_checked_and_old_manifests_load(bundles, tmp_path):
+    from hwpart.sim.bundle import load_bundle
+    from hwpart.sim.rm import SimRM
+
+    b = _copy(bundles["dense-pynq-z2"].bundle, tmp_path)
+    f = b / "rm0" / "fastrm.json"
+    f.write_text(f.read_text().replace('"bias":[', '"bias":[1,', 1))
+    with pytest.raises(ManifestError, match=r"rm0/fastrm\.json: sha256 mismatch"):
+        load_manifest(b)
+    data = yaml.safe_load((b / "manifest.yaml").read_text())  # as written before fast models
+    for r in data["rms"]:
+        r.pop("fast_model")
+        r["files"] = [e for e in r["files"] if e["kind"] != "fast-model"]
+    (b / "manifest.yaml").write_text(yaml.safe_dump(data))
+    assert load_manifest(b).rms[0].fast_model is None
+    assert SimRM(load_bundle(b).rms[0].spec).engine == "csim"
+
+
+def test_fast_model_of_the_per_board_project(bundles):
+    """The bundle's per-board project (Resource kernels, weights stored transposed) gives
+    the same model: the layout is read from the project, not assumed."""
+    from hwpart.sim import fastrm
+    from hwpart.sim.rm import CSimRunner, RmSpec
+
+    res = bundles["dense-pynq-z2"]
+    (r,) = res.manifest.rms
+    m = fastrm.from_firmware(res.bundle / r.name / "hls4ml_prj" / "firmware", r.top)
+    dense = [d for d in m.layers if isinstance(d, fastrm.Dense)]
+    assert any(not d.ordered_kernel for d in dense)  # at least one Resource kernel
+    ref = fastrm.load_model(res.bundle / r.fast_model.file)
+    assert all(np.array_equal(d.weight, e.weight) for d, e in zip(
+        dense, [e for e in ref.layers if isinstance(e, fastrm.Dense)], strict=True))
+    spec = RmSpec(r.name, r.layers, tuple(r.in_shape), tuple(r.out_shape), r.precision,
+                  r.precision, str(res.bundle / r.csim.library))
+    x, _ = fastrm.check_inputs(m, 2000, seed=4)
+    assert np.array_equal(m.predict(x), CSimRunner(spec).predict(x))
 
 
 def test_da4ml_rtl_bit_exact_on_fresh_inputs(bundles, cache):
@@ -172,6 +248,8 @@ def test_tampered_file_is_refused(bundles, tmp_path):
     (lambda d: d["rms"][0]["files"][0].update(path="../../etc/passwd"), "outside the bundle"),
     (lambda d: d["rms"][0]["csim"].update(library="../elsewhere/lib.so"),
      r"csim\.library': '\.\./elsewhere/lib\.so' is not among the RM's files"),
+    (lambda d: d["rms"][0]["fast_model"].update(exact=True, file="rm0/model.json"),
+     r"fast_model\.file': 'rm0/model\.json' is not among the RM's files"),
 ])
 def test_malformed_manifest_is_a_clear_error(bundles, tmp_path, edit, match):
     b = _copy(bundles["jet-pynq-z2"].bundle, tmp_path)

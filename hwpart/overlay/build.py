@@ -1,7 +1,9 @@
 """``hwpart overlay build``: from a model to a bundle under ``bitstreams/NAME/``.
 
 Steps: candidate groups -> size check (modeled) -> hls4ml C simulation per RM
-with a precision search against the tolerance (in parallel processes) -> da4ml
+with a precision search against the tolerance (in parallel processes) -> the
+simulated board's vectorised model of dense RMs, checked bit-exact against the
+C simulation (:mod:`hwpart.sim.fastrm`) -> da4ml
 RTL for dense RMs, checked bit-exact in Icarus -> per-board hls4ml projects,
 AXI-Stream adapters and Vivado scripts -> manifest.yaml with sha256 of every
 file. Everything expensive is cached by content hash under ``cache``
@@ -39,6 +41,7 @@ from hwpart.overlay.manifest import (
     BoardInfo,
     CSimInfo,
     Cycles,
+    FastModelInfo,
     FileEntry,
     Manifest,
     ModelInfo,
@@ -94,6 +97,7 @@ class RMReport:
     ii_cycles: int = 0
     latency_cycles: int = 0
     rtl: str = ""
+    sim_engine: str = ""  # what the simulated board runs: vectorised model or C simulation
 
 
 @dataclass
@@ -398,6 +402,11 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
     files = (file_entries(bundle, [d / "hls4ml_prj"], "hls-project")
              + file_entries(bundle, [lib], "csim-library")
              + file_entries(bundle, [adapter], "axis-adapter"))
+    fast = _fast_model(bundle, d, g, art, best.precision, x_in, opts.seed)
+    if fast.file is not None:
+        files += file_entries(bundle, [bundle / fast.file], "fast-model")
+    rep.sim_engine = (f"vectorised ({fast.checked} exact)" if fast.exact else "C sim (" + (
+        "not modeled" if fast.checked == 0 else f"{fast.mismatches} mismatches") + ")")
     rtl_info = None
     reason = rtl.dense_reason(m)
     if opts.rtl and reason is None:
@@ -431,7 +440,32 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
         files=files, partials={str(k): tcl.partial_path(k, g.name) for k in range(slots)},
         stream=StreamInfo(sf.lane_bits, sf.lanes, sf.in_words, sf.out_words),
         csim=CSimInfo(str(lib.relative_to(bundle)), f"{hls.CSIM_PROJECT}_float"),
-        rtl=rtl_info)
+        rtl=rtl_info, fast_model=fast)
+
+
+def _fast_model(bundle: Path, d: Path, g: Group, art: hls.CSimArtifact, precision: str,
+                x_in: np.ndarray, seed: int) -> FastModelInfo:
+    """The vectorised model of the RM's C simulation, checked bit-exact against it.
+
+    Built from the C-simulation project's own ``firmware/`` (the one the
+    library was compiled from) and cached next to that library, keyed by its
+    bytes, fastrm's source and the check inputs, so a rebuild does not check again.
+    The library has run already (the precision search), so it runs here too.
+    """
+    from hwpart.sim.rm import RmSpec, fast_model_for
+
+    n_in, n_out = int(np.prod(g.in_shape)), int(np.prod(g.out_shape))
+    spec = RmSpec(g.name, list(g.nodes), (n_in,), (n_out,), precision, precision,
+                  str(art.library), top=art.top)
+    fm = fast_model_for(spec, art.directory / "prj" / "firmware", art.directory / "fastrm",
+                        ref=hls.to_stream(x_in), seed=seed)
+    info = FastModelInfo(fm["exact"], fm["checked"], fm["mismatches"], fm["reason"],
+                         fm["inputs"])
+    if fm.get("file"):
+        dst = d / "fastrm.json"
+        shutil.copyfile(fm["file"], dst)
+        info.file = str(dst.relative_to(bundle))
+    return info
 
 
 def _yosys_family(board: Board) -> str:

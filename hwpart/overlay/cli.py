@@ -122,7 +122,8 @@ def _print_result(console: Any, result: Any, board: Any) -> None:
     t = Table(title=f"overlay {result.bundle} for {board.name} "
                     "(resources/cycles estimated; accuracy = hls4ml C sim vs torch)")
     for col in ("RM", "layers", "precision", "max err", "mean err", "argmax",
-                "resources vs slot (est.)", "II / latency cyc (est.)", "RTL", "status"):
+                "resources vs slot (est.)", "II / latency cyc (est.)", "RTL", "sim engine",
+                "status"):
         t.add_column(col)
     for r in result.reports:
         acc = r.accuracy
@@ -132,7 +133,7 @@ def _print_result(console: Any, result: Any, board: Any) -> None:
             f"{acc.max_abs_err:.2e}" if acc else "-", f"{acc.mean_abs_err:.2e}" if acc else "-",
             f"{acc.argmax_agreement:.1%}" if acc and acc.argmax_agreement is not None else "-",
             _fmt_res(r.resources, r.slot_resources), f"{r.ii_cycles} / {r.latency_cycles}",
-            r.rtl or "-", "ok" if r.status == "ok" else "rejected")
+            r.rtl or "-", r.sim_engine or "-", "ok" if r.status == "ok" else "rejected")
     console.print(t)
     for r in result.reports:
         if r.status != "ok":

@@ -120,6 +120,22 @@ class CSimInfo:
 
 
 @dataclass
+class FastModelInfo:
+    """The vectorised fixed-point model of the RM (``hwpart.sim.fastrm``) against its C
+    simulation, checked at build on ``checked`` seeded inputs. The simulated board runs
+    ``file`` (one of the RM's files, sha256-checked) only when ``exact``."""
+
+    __pydantic_config__ = _SCHEMA
+
+    exact: bool
+    checked: _Int
+    mismatches: _Int
+    reason: _Str
+    inputs: _Str = ""
+    file: _Str | None = None
+
+
+@dataclass
 class RM:
     __pydantic_config__ = _SCHEMA
 
@@ -141,6 +157,7 @@ class RM:
     stream: StreamInfo
     csim: CSimInfo
     rtl: RTLInfo | None = None
+    fast_model: FastModelInfo | None = None  # absent in bundles built before it existed
 
 
 @dataclass
@@ -328,11 +345,17 @@ def _check(m: Manifest, path: Path) -> None:
         if p.is_absolute() or ".." in p.parts:
             raise ManifestError(f"{path}: file '{f.path}' is outside the bundle; paths must be "
                                 "relative to the bundle folder")
-    for r in m.rms:  # the library the simulated board loads must be a checked file
-        if r.csim.library not in {f.path for f in r.files}:
+    for r in m.rms:  # what the simulated board loads must be a checked file
+        listed = {f.path for f in r.files}
+        if r.csim.library not in listed:
             raise ManifestError(f"{path}: field 'rms.{r.name}.csim.library': "
                                 f"'{r.csim.library}' is not among the RM's files (so its "
                                 "sha256 is not checked); rebuild the bundle")
+        fm = r.fast_model
+        if fm is not None and fm.file is not None and fm.file not in listed:
+            raise ManifestError(f"{path}: field 'rms.{r.name}.fast_model.file': '{fm.file}' is "
+                                "not among the RM's files (so its sha256 is not checked); "
+                                "rebuild the bundle")
 
 
 def verify_files(m: Manifest, bundle: Path) -> None:

@@ -15,7 +15,7 @@ run ``Overlay`` and ``pr_download`` against :class:`~hwpart.sim.board.SimBoard`.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -23,7 +23,7 @@ import yaml
 from hwpart.boards import Board, load_board
 from hwpart.errors import ConfigError
 from hwpart.overlay.manifest import sha256_file
-from hwpart.sim import hwh
+from hwpart.sim import fastrm, hwh
 from hwpart.sim.hwh import write_shell_bit
 from hwpart.sim.rm import RmSpec, write_partial_bit
 
@@ -93,6 +93,7 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
     root.mkdir(parents=True, exist_ok=True)
     (root / "partials").mkdir(exist_ok=True)
     (root / "csim").mkdir(exist_ok=True)
+    (root / "fast").mkdir(exist_ok=True)
     base = hwh.BASE[b.ps]
     write_shell_bit(root / "shell.bit", {"board": b.name, "slots": n_slots, "sg": sg,
                                          "data_width_bits": b.dma.data_width_bits,
@@ -104,15 +105,15 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
     for spec in rms:
         lib = root / "csim" / f"{spec.name}.so"
         shutil.copyfile(spec.library, lib)
-        local = RmSpec(**{**spec.__dict__, "library": str(lib.resolve())})
+        local = RmSpec(**{**spec.__dict__, "library": str(lib.resolve()),
+                          "fast_model": _copy_fast_model(spec, root / "fast")})
         partials = {}
         for k in range(n_slots):
             bit = root / "partials" / f"slot{k}_{spec.name}.bit"  # as hwpart.overlay names them
             write_partial_bit(bit, local, k)
             bit.with_suffix(".hwh").write_text(hwh.partial_hwh(spec.name, hwh.slot_ctrl_addr(k, base)))
             partials[k] = str(bit.relative_to(root))
-        d = local.to_json()
-        d["library"] = str(lib.relative_to(root))
+        d = local.relative_to(root)
         d["partials"] = partials
         entries.append(d)
     files = {str(p.relative_to(root)): sha256_file(p)
@@ -124,6 +125,18 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
                 "rms": entries, "files": files}
     (root / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     return load_bundle(root)
+
+
+def _copy_fast_model(spec: RmSpec, dst: Path) -> dict | None:
+    """The RM's vectorised model, copied into the bundle (checked against its sha256 first)."""
+    fm = spec.fast_model
+    if not fm or not fm.get("file"):
+        return fm
+    src = Path(fm["file"])
+    fastrm.load_model(src, fm.get("sha256") or "")  # refuses a changed or unreadable file
+    out = dst / f"{spec.name}.json"
+    shutil.copyfile(src, out)
+    return {**fm, "file": str(out.resolve())}
 
 
 def from_overlay_manifest(root: Path) -> Bundle:
@@ -143,10 +156,16 @@ def from_overlay_manifest(root: Path) -> Bundle:
     specs = []
     for r in m.rms:
         top = r.csim.symbol[: -len("_float")] if r.csim.symbol.endswith("_float") else r.csim.symbol
+        fast = None
+        if r.fast_model is not None:
+            fast = {k: v for k, v in asdict(r.fast_model).items() if k != "file"}
+            if r.fast_model.file:
+                fast["file"] = str((root / r.fast_model.file).resolve())
+                fast["sha256"] = next(f.sha256 for f in r.files if f.path == r.fast_model.file)
         specs.append(RmSpec(r.name, list(r.layers), tuple(r.in_shape), tuple(r.out_shape),
                             r.precision, r.precision, str((root / r.csim.library).resolve()),
                             top=top, latency_cycles=int(r.cycles.latency),
-                            ii_cycles=max(1, int(r.cycles.ii))))
+                            ii_cycles=max(1, int(r.cycles.ii)), fast_model=fast))
     decouplers = [s.decoupler_address for s in sorted(m.slots, key=lambda s: s.index)]
     if m.status == "built":
         rms = [BundleRM(spec, {int(k): v for k, v in r.partials.items()})

@@ -1,4 +1,4 @@
-"""Reconfigurable modules as the simulated board runs them: the hls4ml C simulation.
+"""Reconfigurable modules as the simulated board runs them: hls4ml C simulation or its twin.
 
 An RM is described by :class:`RmSpec` -- the minimal interface this package
 needs from an overlay bundle (name, layers, shapes, stream types, cycles, the
@@ -11,6 +11,12 @@ ctypes (about 6-8k samples/s for the jet MLP). :func:`batch_library` compiles a
 ten-line ``extern "C"`` loop against the same library, so a whole DMA packet
 is one ctypes call that releases the GIL. The arithmetic is the library's own,
 so results are bit-identical to the per-sample path (a test checks it).
+
+Engine. A dense RM whose vectorised fixed-point model (:mod:`hwpart.sim.fastrm`)
+was found bit-exact to this C simulation (verdict recorded at build, carried
+by the partial with the model file's sha256) runs through that model instead,
+tens of times faster, so the board can be paced to modeled time; every other
+RM runs the C simulation. ``SimRM.engine`` says which.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwpart.overlay.manifest import sha256_file
+from hwpart.sim import fastrm
 from hwpart.sim.fixed import FixedType, StreamLayout, parse_type
 
 BIT_MAGIC = b"HWPART-SIM-PARTIAL 1\n"
@@ -62,6 +70,9 @@ class RmSpec:
     ii_cycles: int = 1  # cycles between samples in steady state
     partial_bytes: int | None = None  # None: the board's slot size
     extra: dict = field(default_factory=dict)
+    # the vectorised model's verdict: exact, checked, mismatches, reason, inputs, and when
+    # exact its file (like library: absolute, or relative to the spec file) and sha256
+    fast_model: dict | None = None
 
     @property
     def n_in(self) -> int:
@@ -99,22 +110,37 @@ class RmSpec:
         d["in_shape"], d["out_shape"] = tuple(d["in_shape"]), tuple(d["out_shape"])
         if base is not None and not os.path.isabs(d["library"]):
             d["library"] = str((base / d["library"]).resolve())
+        fm = d.get("fast_model")
+        if base is not None and fm and fm.get("file") and not os.path.isabs(fm["file"]):
+            d["fast_model"] = {**fm, "file": str((base / fm["file"]).resolve())}
         return cls(**d)
+
+    def relative_to(self, base: Path) -> dict:
+        """:meth:`to_json` with the files it names relative to ``base`` (a movable bundle)."""
+        d = self.to_json()
+        d["library"] = _rel(d["library"], base)
+        if d.get("fast_model") and d["fast_model"].get("file"):
+            d["fast_model"] = {**d["fast_model"], "file": _rel(d["fast_model"]["file"], base)}
+        return d
+
+
+def _rel(path: str, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # another drive (not on Linux): keep absolute
+        return path
 
 
 def write_partial_bit(path: Path, spec: RmSpec, slot: int) -> None:
     """The simulated partial bitstream for one slot: a magic line and the spec as JSON.
 
     Like a real partial it is built for one partition (``extra.slot``); the
-    library path is stored relative to the file so a bundle can be moved.
+    library and fast-model paths are stored relative to the file so a bundle
+    can be moved. The fast model's sha256 is in the partial, so a partial that
+    checks against the manifest vouches for the model file too.
     """
-    d = spec.to_json()
+    d = spec.relative_to(path.parent)
     d["extra"] = {**d.get("extra", {}), "slot": slot}
-    lib = Path(d["library"])
-    try:
-        d["library"] = os.path.relpath(lib, path.parent)
-    except ValueError:  # another drive (not on Linux): keep absolute
-        pass
     path.write_bytes(BIT_MAGIC + json.dumps(d, indent=1).encode())
 
 
@@ -204,17 +230,31 @@ class CSimRunner:
 
 
 class SimRM:
-    """An RM placed in a slot: stream words in -> C simulation -> stream words out.
+    """An RM placed in a slot: stream words in -> engine -> stream words out.
 
     The word format is the RM adapter's (:class:`~hwpart.sim.fixed.StreamLayout`):
     what the board unpacks here is exactly what ``hls/rm_axis.cpp`` would hand
-    to the hls4ml top on hardware.
+    to the hls4ml top on hardware. The engine is the vectorised model when the
+    spec carries an exact verdict (a model file that differs from its sha256 is
+    refused, as a tampered partial is), else the C simulation;
+    ``HWPART_SIM_ENGINE=csim`` forces the C simulation.
     """
 
     def __init__(self, spec: RmSpec, batch: bool = True) -> None:
         self.spec = spec
         self.tout = spec.tout
-        self.runner = CSimRunner(spec, batch=batch)
+        fm = spec.fast_model or {}
+        self.runner: CSimRunner | fastrm.FastModel
+        if fm.get("exact") and fm.get("file") and fastrm.engine_forced() != "csim":
+            self.runner = fastrm.load_model(Path(fm["file"]), fm.get("sha256") or "")
+            if (self.runner.n_in, self.runner.n_out) != (spec.n_in, spec.n_out):
+                raise fastrm.FastModelError(
+                    f"{fm['file']}: model is {self.runner.n_in}->{self.runner.n_out}, RM "
+                    f"{spec.name} is {spec.n_in}->{spec.n_out}")
+            self.engine = "vectorised"
+        else:
+            self.runner = CSimRunner(spec, batch=batch)
+            self.engine = "csim"
 
     def process(self, packet: np.ndarray, word_bits: int) -> tuple[np.ndarray, int]:
         """(output packet bytes, samples) for one input packet; a partial sample is dropped."""
@@ -226,18 +266,41 @@ class SimRM:
 
 def rm_from_csim(name: str, layers: list[str], artifact: object, in_shape: tuple[int, ...],
                  out_shape: tuple[int, ...], latency_cycles: int | None = None,
-                 ii_cycles: int = 1) -> RmSpec:
+                 ii_cycles: int = 1, fast: bool = True,
+                 ref: np.ndarray | None = None) -> RmSpec:
     """An :class:`RmSpec` from :func:`hwpart.overlay.hls.compile_csim`'s artifact.
 
     Stream types come from the compiled project (``defines.h``). Without Vivado
     there is no cycle count: the default latency is an estimate (est.) of 10
     cycles per layer plus one per input word, to be replaced by the figure from
-    RTL simulation or the board.
+    RTL simulation or the board. With ``fast``, the vectorised model is built
+    and checked against this library (:func:`fast_model_for`; cached next to it).
     """
     from hwpart.sim.fixed import project_io_types
 
-    tin, tout = project_io_types(Path(artifact.directory) / "prj" / "firmware")  # type: ignore[attr-defined]
+    firmware = Path(artifact.directory) / "prj" / "firmware"  # type: ignore[attr-defined]
+    tin, tout = project_io_types(firmware)
     lat = latency_cycles if latency_cycles is not None else 10 * len(layers) + int(math.prod(in_shape))
-    return RmSpec(name, list(layers), tuple(in_shape), tuple(out_shape), str(tin), str(tout),
+    spec = RmSpec(name, list(layers), tuple(in_shape), tuple(out_shape), str(tin), str(tout),
                   str(artifact.library), top=artifact.top,  # type: ignore[attr-defined]
                   latency_cycles=lat, ii_cycles=ii_cycles)
+    if fast:
+        spec.fast_model = fast_model_for(spec, firmware,
+                                         Path(artifact.directory) / "fastrm", ref)  # type: ignore[attr-defined]
+    return spec
+
+
+def fast_model_for(spec: RmSpec, firmware: Path, cache: Path, ref: np.ndarray | None = None,
+                   seed: int = 0) -> dict:
+    """The vectorised model of ``spec``'s C simulation and its verdict, as ``RmSpec.fast_model``.
+
+    The check runs the library in this process: call it only for a library that
+    has run before (hls4ml's C++ asserts abort the process that runs them).
+    """
+    p = fastrm.prepare(firmware, spec.top, Path(spec.library),
+                       lambda x: CSimRunner(spec).predict(x), cache, ref=ref, seed=seed)
+    d = p.verdict.as_dict()
+    if p.model_file is not None:
+        d["file"] = str(p.model_file)
+        d["sha256"] = sha256_file(p.model_file)
+    return d

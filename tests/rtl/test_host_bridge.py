@@ -49,6 +49,7 @@ def simulated_board_outputs(bundle, x, emulate: bool, monkeypatch) -> dict:
             x = np.asarray(rows, dtype=np.float64).reshape(-1, self.n_in)
             return combs[self.spec.name].predict(x).astype(np.float32)
         monkeypatch.setattr(CSimRunner, "predict", predict)
+        monkeypatch.setenv("HWPART_SIM_ENGINE", "csim")  # dense RMs would run the fast model
     dev = FpgaDevice(overlay=bundle, fpga="sim", pace=False)
     out = rtl_bundles.run_partitioned(dev, x)
     monkeypatch.undo()
