@@ -130,6 +130,69 @@ def bench(rounds: int, threads: int, run_s: float) -> list[dict]:
     return rows
 
 
+def calibrated(model: str, lg: LayerGraph, threads: int, calib_s: float,
+               after_s: float) -> list[dict]:
+    """Each plan priced (costs.price_plan), then run for ``calib_s + after_s`` seconds with
+    the online calibration listening to the monitor (0.25 s intervals). From ``calib_s``
+    on, the calibrated prediction made at each interval is compared with the throughput
+    of the next interval: what the calibration says of the immediate future, which is
+    what a re-allocator decides on. Reported: the median ratio measured/calibrated and
+    the share of intervals within 10%."""
+    from hwpart.calibration import Calibrator
+    from hwpart.costs import price_plan
+    from hwpart.monitor import Monitor
+
+    table = profile(lg, [BATCH], ["cpu"], threads=threads)
+    out = []
+    for name, plan in plans_for(lg, table, threads).items():
+        plan = price_plan(lg, plan, table, BATCH)
+        cal = Calibrator(plan)
+        mon = Monitor(interval_s=0.25)
+        seen: list[tuple[float, float | None, float]] = []  # (t, throughput, calibrated)
+
+        def listen(snap, cal=cal, seen=seen) -> None:
+            cal.update(snap)
+            seen.append((snap.t_s, snap.throughput_sps, cal.prediction()["throughput_sps"]))
+
+        mon.subscribe(listen)
+        per_batch = sum(v["cpu"][str(BATCH)] for v in table.times.values())
+        samples = BATCH * int((calib_s + after_s) * 1.6 / max(per_batch, 1e-6))
+        x = lg.example_input(samples, seed=2)
+        res = run_model(lg, plan, x, batch=BATCH, threads=threads, warmup_batches=5,
+                        monitor=mon)
+        ratios = [nxt[1] / cur[2] for cur, nxt in zip(seen, seen[1:], strict=False)
+                  if cur[0] >= calib_s and nxt[1] and cur[2]]
+        if not ratios:
+            continue
+        out.append({"model": model, "plan": name, "stages": len(plan.stages),
+                    "raw_predicted_sps": plan.predicted["throughput_sps"],
+                    "measured_sps": res.throughput_sps,
+                    "raw_ratio": res.throughput_sps / plan.predicted["throughput_sps"],
+                    "calibrated_ratio_median": statistics.median(ratios),
+                    "calibrated_ratio_min": min(ratios), "calibrated_ratio_max": max(ratios),
+                    "intervals": len(ratios),
+                    "share_within_10pct": sum(abs(r - 1) <= 0.10 for r in ratios) / len(ratios),
+                    "within_10pct": bool(abs(statistics.median(ratios) - 1) <= 0.10),
+                    "factors": cal.to_json()})
+    return out
+
+
+def print_calibrated(rows: list[dict], console: Console) -> None:
+    t = Table(title=f"CPU throughput, batch {BATCH}: after online calibration, next interval "
+                    "measured / calibrated prediction")
+    for col in ("model", "plan", "raw predicted", "measured (run)", "measured/raw",
+                "next/calibrated median [min-max]", "intervals within 10%", "median within 10%"):
+        t.add_column(col, justify="left" if col in ("model", "plan") else "right")
+    for r in rows:
+        t.add_row(r["model"], r["plan"], f"{r['raw_predicted_sps']:,.0f} /s",
+                  f"{r['measured_sps']:,.0f} /s", f"{r['raw_ratio']:.2f}",
+                  f"{r['calibrated_ratio_median']:.2f} [{r['calibrated_ratio_min']:.2f}-"
+                  f"{r['calibrated_ratio_max']:.2f}]",
+                  f"{100 * r['share_within_10pct']:.0f}% of {r['intervals']}",
+                  "yes" if r["within_10pct"] else "no")
+    console.print(t)
+
+
 def print_table(rows: list[dict], console: Console) -> None:
     t = Table(title=f"CPU throughput, batch {BATCH}: predicted (before calibration) vs "
                     "measured, median of per-round ratios [min-max]")
@@ -149,15 +212,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="profile + run rounds per model")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads per CPU stage")
     ap.add_argument("--run-s", type=float, default=0.4, help="about how long one run lasts")
+    ap.add_argument("--calibrate-s", type=float, default=2.0,
+                    help="online calibration time before the calibrated prediction is read "
+                         "(0: skip the calibration table)")
+    ap.add_argument("--after-s", type=float, default=1.0,
+                    help="how long the calibrated prediction is measured against")
     args = ap.parse_args(argv)
     load_before = os.getloadavg()
     psutil.cpu_percent(None)
     t0 = time.perf_counter()
     rows = bench(args.rounds, args.threads, args.run_s)
+    cal_rows = [r for model, (factory, shape) in MODELS.items() if args.calibrate_s > 0
+                for r in calibrated(model, capture(factory(), shape, model), args.threads,
+                                    args.calibrate_s, args.after_s)]
     wall = time.perf_counter() - t0
     busy = psutil.cpu_percent(None) * (os.cpu_count() or 1) / 100
     console = Console(width=None if sys.stdout.isatty() else 160)
     print_table(rows, console)
+    if cal_rows:
+        print_calibrated(cal_rows, console)
     env = {"torch": torch.__version__, "python": platform.python_version(),
            "cpus": os.cpu_count(), "machine": platform.machine(),
            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
@@ -168,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{env['loadavg_after'][0]:.2f}; {wall:.0f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "environment": env}, indent=2) + "\n")
+    out.write_text(json.dumps({"rows": rows, "calibrated": cal_rows, "environment": env},
+                              indent=2) + "\n")
     console.print(f"written to {out}")
     return 0
 

@@ -17,6 +17,7 @@ calibrated cost table scales every layer of a stage by that stage's factor, so
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,9 +25,11 @@ from hwpart.monitor import Snapshot
 from hwpart.partition import Plan, unit_kind
 from hwpart.timing import FPGA_RESOURCE
 
-#: Weight of the newest interval in the smoothed factor, per 1,000 samples it saw:
-#: a busy interval moves the factor more than a nearly empty one.
-ALPHA_PER_KSAMPLE = 0.5
+#: Time constant of the smoothing, seconds: the factor is measured service over
+#: predicted service of the samples of about the last ``TAU_S``, older ones decaying
+#: as ``exp(-age / TAU_S)``. Sums, not a mean of ratios, so an interval counts by
+#: the device time it held, and one with few samples cannot swing the factor alone.
+TAU_S = 1.0
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Factor:
     samples: int = 0
     intervals: int = 0
     modeled: bool = False  # the measured side is a simulated board's modeled time
+    measured_s: float = 0.0  # decayed sums behind ``ratio`` (see TAU_S)
+    predicted_s: float = 0.0
 
 
 @dataclass
@@ -61,14 +66,11 @@ class Calibrator:
             n = st.samples - s0
             if n <= 0:
                 continue
-            ratio = (service - v0) / n / pred
-            f = self.factors.get(st.name)
-            if f is None:
-                self.factors[st.name] = Factor(st.name, unit_kind(st.unit), ratio, n, 1,
-                                               st.service_modeled)
-                continue
-            a = min(1.0, ALPHA_PER_KSAMPLE * n / 1000.0)
-            f.ratio += a * (ratio - f.ratio)
+            f = self.factors.setdefault(st.name, Factor(st.name, unit_kind(st.unit), 1.0))
+            keep = math.exp(-max(0.0, getattr(snap, "interval_s", TAU_S)) / TAU_S)
+            f.measured_s = keep * f.measured_s + (service - v0)
+            f.predicted_s = keep * f.predicted_s + n * pred
+            f.ratio = f.measured_s / f.predicted_s
             f.samples += n
             f.intervals += 1
             f.modeled = st.service_modeled
@@ -78,47 +80,45 @@ class Calibrator:
         return 1.0 if f is None else f.ratio
 
     def prediction(self) -> dict[str, float]:
-        """The plan's figures with every stage's time scaled by its factor.
-
-        The plan's own unit and link loads are kept, so what no stage's service time
-        covers (the pipeline's per-batch overhead, transfers on shared links) stays
-        as predicted; each stage adds ``(factor - 1) x its predicted time`` to its
-        unit's load -- all FPGA stages to the one DMA engine (:mod:`hwpart.timing`).
-        A plan without unit loads (made by hand) is priced at stage level.
-        """
-        ratios = {s.name: self.ratio(s.name) for s in self.plan.stages}
-        if not self.plan.unit_load_s:
-            return stage_prediction(self.plan, ratios)
-        loads = dict(self.plan.unit_load_s)
-        links = dict(self.plan.link_load_s or {})
-        fpga = [u for u in loads if unit_kind(u) == FPGA_RESOURCE]
-        if fpga:  # the engine: every slot and every DMA crossing
-            loads[FPGA_RESOURCE] = sum(loads.pop(u) for u in fpga) + sum(
-                links.pop(k) for k in list(links) if FPGA_RESOURCE in k.split("-"))
-        latency = float(self.plan.predicted.get("latency_s", 0.0))
-        for st in self.plan.stages:
-            delta = (ratios[st.name] - 1.0) * (st.predicted_s or 0.0)
-            key = FPGA_RESOURCE if unit_kind(st.unit) == FPGA_RESOURCE else st.unit
-            loads[key] = loads.get(key, 0.0) + delta
-            latency += delta
-        worst = max([*loads.values(), *links.values()], default=0.0)
-        return {"throughput_sps": 1.0 / worst if worst > 0 else float("inf"),
-                "bottleneck_s": worst, "latency_s": latency}
+        """The plan's figures with every stage's time scaled by its factor, stage by stage
+        (:func:`stage_prediction`)."""
+        return stage_prediction(self.plan, {s.name: self.ratio(s.name) for s in self.plan.stages})
 
     def to_json(self) -> dict[str, Any]:
         return {name: asdict(f) for name, f in self.factors.items()}
 
 
 def stage_prediction(plan: Plan, ratios: dict[str, float] | None = None) -> dict[str, float]:
-    """Throughput, bottleneck and latency per sample from the plan's stage predictions."""
+    """Throughput, bottleneck and latency per sample, stage by stage.
+
+    Each stage is a worker thread, so each is a resource of its own: its time
+    (scaled by ``ratios``) plus the pipeline's own per-stage cost
+    (``plan.predicted``'s ``overhead_first_s`` for the first, ``overhead_stage_s``
+    for the others; FPGA stages are priced on the board's timeline and pay none).
+    All FPGA stages also share the one DMA engine (:mod:`hwpart.timing`), and the
+    plan's shared links (other than the FPGA's, inside its stages) stay as planned.
+
+    Why threads and not the planner's one-CPU-unit view: calibrated stage times are
+    measured in context, with whatever the stages' threads take from each other on
+    the shared cores already in them; adding them up would count that twice.
+    """
     ratios = ratios or {}
+    pred = plan.predicted or {}
+    first = float(pred.get("overhead_first_s", 0.0))
+    other = float(pred.get("overhead_stage_s", 0.0))
     loads: dict[str, float] = {}
+    engine = 0.0
     latency = 0.0
-    for st in plan.stages:
+    for i, st in enumerate(plan.stages):
         t = (st.predicted_s or 0.0) * ratios.get(st.name, 1.0)
-        key = FPGA_RESOURCE if unit_kind(st.unit) == FPGA_RESOURCE else st.unit
-        loads[key] = loads.get(key, 0.0) + t
-        latency += t
+        if unit_kind(st.unit) == FPGA_RESOURCE:
+            engine += t
+            loads[st.name] = t
+        else:
+            loads[st.name] = t + (first if i == 0 else other)
+        latency += loads[st.name]
+    if engine:
+        loads[FPGA_RESOURCE] = engine
     links = {k: v for k, v in (plan.link_load_s or {}).items()
              if FPGA_RESOURCE not in k.split("-")}  # the FPGA's are in its stages
     latency += sum(links.values())

@@ -633,7 +633,7 @@ def price_plan(lg: LayerGraph, plan: Plan, table: CostTable, batch: int | None =
     """
     import copy
 
-    from hwpart.partition import _fpga_group, predict_stages, unit_slots
+    from hwpart.partition import _fpga_group, pipeline_overheads, predict_stages, unit_slots
     from hwpart.timing import rm_chain, swaps_needed
 
     batch = batch or plan.batch or 1
@@ -675,7 +675,7 @@ def price_plan(lg: LayerGraph, plan: Plan, table: CostTable, batch: int | None =
                      "bottleneck_s": bottleneck,
                      "throughput_sps": 1.0 / bottleneck if bottleneck > 0 else float("inf"),
                      "pr_setup_s": at_load * problem.pr_s,
-                     "pr_per_batch_s": per_batch * problem.pr_s}
+                     "pr_per_batch_s": per_batch * problem.pr_s, **pipeline_overheads(problem)}
     out.unit_load_s, out.link_load_s = ev.unit_load_s, ev.link_load_s
     out.bottleneck = ev.bottleneck if bottleneck == ev.bottleneck_s else FPGA_RESOURCE
     out.batch = batch

@@ -1164,10 +1164,19 @@ def make_plan(problem: Problem, sol: Solution, *, model: str, input_shape: tuple
                    "throughput_sps": ev.throughput_sps,
                    # every RM the plan places is swapped in once at load (hwpart.timing)
                    "pr_setup_s": len(slots_used) * problem.pr_s,
+                   **pipeline_overheads(problem),
                    **({} if ev.energy_j is None else {"energy_j_per_sample": ev.energy_j})},
         solver=sol.solver, optimal=sol.optimal, solve_time_s=sol.solve_time_s,
         unit_load_s=ev.unit_load_s, link_load_s=ev.link_load_s, bottleneck=ev.bottleneck,
     )
+
+
+def pipeline_overheads(problem: Problem) -> dict[str, float]:
+    """The pipeline's own cost per sample that no stage's service time covers: the first
+    stage's (source, sink, its worker: charged to the input node) and each further
+    stage's (its worker and hand-off), for predictions made stage by stage."""
+    first = problem.compute.get(problem.order[0], {}).get("cpu", 0.0) if problem.order else 0.0
+    return {"overhead_first_s": first, "overhead_stage_s": problem.stage_s.get("cpu", 0.0)}
 
 
 def predict_stages(problem: Problem, assign: dict[str, str], stages: list[StageSpec]) -> None:
