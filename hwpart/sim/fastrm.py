@@ -45,6 +45,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,9 @@ FORMAT = "hwpart-fastrm/1"
 CHECK_SAMPLES = 10_000
 ENGINE_ENV = "HWPART_SIM_ENGINE"  # "csim" forces the C simulation (e.g. to compare engines)
 _EXACT = 2.0**53  # float64 holds every integer below this exactly
-_OWN = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+# what a verdict rests on: this module and the fixed-point rules it casts with
+_OWN = hashlib.sha256(Path(__file__).read_bytes()
+                      + (Path(__file__).parent / "fixed.py").read_bytes()).hexdigest()[:16]
 
 
 class Unsupported(ValueError):
@@ -74,7 +77,7 @@ def _real(t: FixedType) -> tuple[float, float]:
 
 def _cast(t: FixedType, v: np.ndarray) -> np.ndarray:
     """Exact values -> the values of type ``t`` (its Q and O modes), still exact in float64."""
-    return t.quantize(v) * (2.0 ** -t.frac)
+    return t.snap(v)
 
 
 def _holds(dst: FixedType, lo: float, hi: float, frac: int) -> bool:
@@ -85,21 +88,16 @@ def _holds(dst: FixedType, lo: float, hi: float, frac: int) -> bool:
 
 # --------------------------------------------------------------------------- layers
 
-#: Rows x n_in x n_out per BLAS call. OpenBLAS threads a GEMM from 2**18 multiply-adds
-#: on; the board shares the host with the pipeline's threads, and there threaded small
-#: GEMMs ran 2.5x slower than one thread (measured at batch 256 on the loaded 2-core host).
-_GEMM_BLOCK = 1 << 17
+def _matmul(x: np.ndarray, w: Any) -> np.ndarray:
+    """``x @ w`` in float64 through torch's BLAS, exact here (every product and partial
+    sum is an integer multiple of one LSB below 2**53, see :class:`Dense`), so any
+    summation order gives the same bits. Why torch and not numpy: numpy's bundled
+    OpenBLAS ran these small GEMMs 3-5x slower on the 2-core hosts (55-78 us vs 12-22 us
+    at batch 256), and the simulated board must compute faster than the board it models.
+    """
+    import torch
 
-
-def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    rows = max(1, _GEMM_BLOCK // max(1, w.size))
-    if len(x) <= rows:
-        return x @ w
-    out = np.empty((len(x), w.shape[1]))
-    for i in range(0, len(x), rows):
-        np.matmul(x[i:i + rows], w, out=out[i:i + rows])
-    return out
-
+    return (torch.from_numpy(np.ascontiguousarray(x)) @ w).numpy()
 
 
 @dataclass
@@ -125,6 +123,7 @@ class Dense:
                 raise Unsupported(f"{self.name}: {t} is wider than 52 bits (float64 is not "
                                   "exact there)")
         self.w = self.weight * (2.0 ** -self.weight_t.frac)
+        self._w_torch: Any = None  # the weights as a torch tensor, made on first use
         self.b = _cast(self.accum_t, self.bias * (2.0 ** -self.bias_t.frac))  # (accum_t) bias
         dlo, dhi = _real(self.data_t)
         xmax = max(abs(dlo), abs(dhi))
@@ -154,14 +153,19 @@ class Dense:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.matmul:
-            acc = _matmul(x, self.w) + self.b  # exact: see __post_init__
+            if self._w_torch is None:
+                import torch
+
+                self._w_torch = torch.from_numpy(np.ascontiguousarray(self.w))
+            acc = _matmul(x, self._w_torch)  # exact: see __post_init__
+            acc += self.b
             if not self.no_overflow:  # wrapping is modular: once at the end equals every step
                 acc = _cast(self.accum_t, acc)
         else:  # the C loop: acc = bias; acc += (accum_t)(x[i] * w[i]) for i in order
             acc = np.broadcast_to(self.b, (x.shape[0], self.b.size)).copy()
             for i in range(x.shape[1]):
                 acc = _cast(self.accum_t, acc + _cast(self.accum_t, x[:, i:i + 1] * self.w[i]))
-        return acc if self.accum_is_result else _cast(self.result_t, acc)
+        return acc if self.accum_is_result else self.result_t.snap(acc, inplace=True)
 
 
 @dataclass
@@ -207,10 +211,15 @@ class FastModel:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         x = np.asarray(rows, dtype=np.float32).reshape(-1, self.n_in)
-        v = _cast(self.input_t, x)
+        return self.forward(_cast(self.input_t, x)).astype(np.float32)
+
+    def forward(self, values: np.ndarray) -> np.ndarray:
+        """Values already of ``input_t`` (the stream's words, scaled) -> float64 outputs on
+        the output type's grid: the board's path, with no float32 round trip."""
+        v = values
         for layer in self.layers:
             v = layer(v)
-        return v.astype(np.float32)
+        return v
 
     def describe(self) -> str:
         parts = []
