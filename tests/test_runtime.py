@@ -459,3 +459,34 @@ def test_report_busy_figures_agree_with_the_monitor_and_the_wall_time():
         assert batches * 0.002 <= st["busy_s"] <= wall
         assert 0 < st["busy"] <= 1.0
         assert st["per_sample_s"] * st["samples"] == pytest.approx(st["busy_s"])
+
+
+def test_run_auto_saves_a_calibrated_cost_table_that_plans_again(tmp_path):
+    """`hwpart run --auto --save-costs T.json`: the profile, scaled per stage by what the
+    run measured, with the factors recorded; `hwpart partition --costs T.json` plans on it."""
+    from hwpart.costs import CostTable, auto_plan
+
+    out = io.StringIO()
+    path = tmp_path / "cal.json"
+    report = run_command(f"{ROOT}/host/models.py:small_cnn", "3,16,16", auto=True, samples=256,
+                         batch=32, live=False, interval_s=0.05, threads=1,
+                         console=Console(file=out, width=160), save_costs=str(path))
+    table = CostTable.load(path)
+    cal = table.env["calibration"]["stages"]
+    assert set(cal) == {s["name"] for s in report["stages"]}
+    for name, f in cal.items():  # each stage's layers scaled by its own measured factor
+        assert f["ratio"] == pytest.approx(report["calibration"][name]["ratio"])
+        assert f["samples"] == 256 and f["nodes"]
+    assert "calibrated cost table written" in out.getvalue()
+    lg = example_graph("small_cnn")
+    assert auto_plan(lg, batch=32, devices=["cpu"], table=table).predicted["throughput_sps"] > 0
+
+
+def test_save_costs_with_a_plan_needs_its_table(tmp_path):
+    lg = example_graph("jet_tagger")
+    plan_path = tmp_path / "plan.json"
+    chain_plan(lg, ["cpu"], batch=8).save(plan_path)
+    with pytest.raises(HwpartError, match="--save-costs with --plan needs --costs"):
+        run_command(f"{ROOT}/host/models.py:jet_tagger", "16", str(plan_path), samples=16,
+                    live=False, console=Console(file=io.StringIO()),
+                    save_costs=str(tmp_path / "x.json"))
