@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import conftest
+import suite_summary
 
 
 class _Reporter:
@@ -14,17 +14,17 @@ class _Reporter:
 
 
 def test_a_missing_sim_extra_is_reported(monkeypatch):
-    monkeypatch.setattr(conftest, "FPGA_PACKAGES", ("pynq", "hwpart_no_such_pkg.sub"))
-    monkeypatch.setattr(conftest, "FPGA_TOOLS", ("hwpart-no-such-tool",))
+    monkeypatch.setattr(suite_summary, "FPGA_PACKAGES", ("pynq", "hwpart_no_such_pkg.sub"))
+    monkeypatch.setattr(suite_summary, "FPGA_TOOLS", ("hwpart-no-such-tool",))
     rep = _Reporter()
-    conftest.pytest_terminal_summary(rep, 0, None)
+    suite_summary.report(rep)
     assert len(rep.lines) == 1 and rep.lines[0].startswith("FPGA HALF SKIPPED")
     assert "hwpart_no_such_pkg.sub, hwpart-no-such-tool not installed" in rep.lines[0]
 
 
 def test_nothing_is_said_when_everything_is_there(monkeypatch):
-    monkeypatch.setattr(conftest, "FPGA_PACKAGES", ("pytest",))
-    monkeypatch.setattr(conftest, "FPGA_TOOLS", ())
+    monkeypatch.setattr(suite_summary, "FPGA_PACKAGES", ("pytest",))
+    monkeypatch.setattr(suite_summary, "FPGA_TOOLS", ())
     rep = _Reporter()
-    conftest.pytest_terminal_summary(rep, 0, None)
+    suite_summary.report(rep)
     assert rep.lines == []
