@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules that add their own subcommands through ``register_cli(subparsers)``:
 #: ``run``/``devices`` live with the runtime, ``overlay`` with the overlay builder.
-PLUGIN_MODULES = ("hwpart.runtime", "hwpart.overlay")
+PLUGIN_MODULES = ("hwpart.runcli", "hwpart.overlay")
 
 
 def _add_plugin_commands(sub: Any) -> None:

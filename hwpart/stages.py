@@ -245,3 +245,130 @@ def _leaves(struct: Any):
     elif isinstance(struct, dict):
         for s in struct.values():
             yield from _leaves(s)
+
+
+# --------------------------------------------------------------------------- segments
+
+
+@dataclass
+class Segments:
+    """The model cut once, at every legal border, for moves finer than a stage.
+
+    The re-allocator (the NPM) moves runs of segments between stages and stages
+    between units while the model runs; cutting once at start means a move never
+    re-traces or re-splits the model: a stage is a :func:`compose` of segments.
+    ``order`` is the segment order (a topological order of the model's layers:
+    the plan's own stage order), ``segments[i].nodes`` its layers.
+    """
+
+    staged: StagedModel  # one Stage per segment (unit: the segment's initial unit)
+    borders: list[int]  # positions in ``order`` where a segment starts (0 first)
+    order: list[str]
+
+    @property
+    def segments(self) -> list[Stage]:
+        return self.staged.stages
+
+    def index_of(self, node: str) -> int:
+        """The segment holding ``node``."""
+        for i, s in enumerate(self.segments):
+            if node in s.nodes:
+                return i
+        raise KeyError(node)
+
+
+def segment(lg: LayerGraph, plan: Plan, groups: list[list[str]] | None = None,
+            capable: dict[str, set[str]] | None = None) -> Segments:
+    """Cut ``lg`` at every legal border: the plan's stage borders, the borders of every
+    RM group (``groups``, layer runs an FPGA slot can hold), and every place where the
+    set of devices that can run a layer changes (``capable``: layer -> devices).
+
+    Between two legal borders nothing can ever be placed apart, so the segments are
+    the finest moves there are; everything is in the plan's own layer order, a
+    topological order, so every run of segments is a stage ``split_module`` accepts.
+    """
+    order = [n for st in plan.stages for n in st.nodes]
+    unit_of = {n: st.unit for st in plan.stages for n in st.nodes}
+    pos = {n: i for i, n in enumerate(order)}
+    borders = {0}
+    for st in plan.stages:
+        borders.add(pos[st.nodes[0]])
+        borders.add(pos[st.nodes[-1]] + 1)
+    for g in groups or []:
+        if g and all(n in pos for n in g):
+            borders.add(pos[g[0]])
+            borders.add(pos[g[-1]] + 1)
+    if capable:
+        for a, b in zip(order, order[1:], strict=False):
+            if capable.get(a, set()) != capable.get(b, set()):
+                borders.add(pos[b])
+    cuts = sorted(b for b in borders if b < len(order))
+    specs = []
+    for i, start in enumerate(cuts):
+        end = cuts[i + 1] if i + 1 < len(cuts) else len(order)
+        nodes = order[start:end]
+        specs.append((unit_of[nodes[0]], nodes))
+    from hwpart.partition import manual_plan
+
+    seg_plan = manual_plan(plan.model, tuple(plan.input_shape), specs, plan.batch)
+    for i, st in enumerate(seg_plan.stages):
+        st.name = f"seg{i}"
+    return Segments(split(lg, seg_plan), cuts, order)
+
+
+def compose(name: str, unit: str, segments: list[Stage]) -> Stage:
+    """One stage that runs ``segments`` in order: a run of the model's segments on a unit.
+
+    It reads what its segments read from outside it, keeps what the last one keeps,
+    and returns the values made inside it that later stages need, so devices that
+    run a stage as one submodule (the FPGA: an RM chain) see one stage. With no
+    segments it passes every value on (an idle stage of the pipeline).
+    """
+    made: set[str] = set()
+    inputs: list[str] = []
+    for seg in segments:  # parameters passed as arguments stay inside their segment
+        for n in seg.inputs:
+            if n not in seg.consts and n not in made and n not in inputs:
+                inputs.append(n)
+        made |= {name for _, name in seg.outputs}
+    keep = set(segments[-1].keep) if segments else set()
+    outs = [n for n in sorted(made) if n in keep]
+    outputs: list[tuple[int | None, str]] = (
+        [(None, outs[0])] if len(outs) == 1 else [(i, n) for i, n in enumerate(outs)])
+    module = SegmentModule(segments, inputs, [n for _, n in outputs])
+    return SegmentRun(name=name, unit=unit, nodes=[n for s in segments for n in s.nodes],
+                      module=module, inputs=inputs, outputs=outputs, keep=keep,
+                      segments=list(segments))  # type: ignore[arg-type]
+
+
+class SegmentModule(torch.nn.Module):
+    """The segments of a :func:`compose` as one module, for devices that move a stage's
+    module elsewhere and call it with the stage's inputs (the GPU): the same functions
+    on the same values as :class:`SegmentRun`, so the results are the same."""
+
+    def __init__(self, segments: list[Stage], inputs: list[str], outs: list[str]) -> None:
+        super().__init__()
+        self.segs = torch.nn.ModuleList(s.module for s in segments)
+        self._specs = [(s.inputs, s.outputs, s.consts) for s in segments]
+        self._inputs, self._outs = list(inputs), list(outs)
+
+    def forward(self, *args: Any) -> Any:
+        env = dict(zip(self._inputs, args, strict=True))
+        for m, (ins, outs, consts) in zip(self.segs, self._specs, strict=True):
+            out = m(*[consts[n] if n in consts else env[n] for n in ins])
+            for idx, name in outs:
+                env[name] = out if idx is None else out[idx]
+        res = [env[n] for n in self._outs]
+        return res[0] if len(res) == 1 else tuple(res)
+
+
+@dataclass
+class SegmentRun(Stage):
+    """A stage made of segments (:func:`compose`); runs them one after another."""
+
+    segments: list[Stage] = field(default_factory=list)
+
+    def __call__(self, env: dict[str, Any]) -> dict[str, Any]:
+        for seg in self.segments:
+            env = seg(env)
+        return env

@@ -115,7 +115,7 @@ def test_prediction_prices_packed_words_one_round_trip_and_the_shared_engine(ove
 def test_auto_overlay_pin_through_the_run_command(overlay, monkeypatch):
     """`hwpart run --auto --overlay B --pin`: the pinned RM runs on the simulated board and
     the report's FPGA row compares the plan with the board's modeled time."""
-    from hwpart.runtime import run_command
+    from hwpart.runcli import run_command
 
     monkeypatch.setenv("HWPART_SIM_PACE", "1")
     out = io.StringIO()

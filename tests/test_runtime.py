@@ -19,12 +19,11 @@ from rich.console import Console
 
 from hwpart.devices import CpuDevice
 from hwpart.errors import DeviceError, HwpartError, PlanError
+from hwpart.runcli import devices_command, run_command
 from hwpart.runtime import (
     Pipeline,
     Route,
     chain_plan,
-    devices_command,
-    run_command,
     run_model,
     run_pipeline,
 )
@@ -438,7 +437,7 @@ def test_plan_file_survives_a_round_trip(tmp_path):
 def test_report_busy_figures_agree_with_the_monitor_and_the_wall_time():
     """Each stage sleeps a known 2 ms per batch: its reported busy time is at least that,
     no more than the run's wall time, and the monitor's per-stage time."""
-    from hwpart.runtime import build_report
+    from hwpart.report import build_report
 
     class SlowCpu(CpuDevice):
         def run(self, handle, env):

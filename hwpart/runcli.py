@@ -1,0 +1,239 @@
+"""``hwpart run`` and ``hwpart devices``: load, plan, run a pipeline, report.
+
+The command: it reads the model and the plan, runs the engine
+(:mod:`hwpart.runtime`) with a monitor and the online calibration, and prints
+the report (:mod:`hwpart.report`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwpart.errors import HwpartError, PlanError
+from hwpart.graph import LayerGraph
+from hwpart.monitor import (
+    Monitor,
+)
+from hwpart.partition import Plan
+from hwpart.report import build_report, print_summary
+from hwpart.runtime import DEFAULT_CAPACITY, run_model
+
+
+def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: str | None = None,
+                auto: bool = False, samples: int = 2000, batch: int | None = None,
+                report_path: str | None = None, live: bool | None = None,
+                metrics_path: str | None = None, *, interval_s: float = 0.5, seed: int = 0,
+                threads: int | None = None, capacity: int = DEFAULT_CAPACITY,
+                warmup_batches: int = 2, console: Any = None, fpga: str | None = None,
+                overlay: str | None = None, pin: str | None = None,
+                costs_path: str | None = None, save_costs: str | None = None) -> dict[str, Any]:
+    """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
+
+    The run calibrates its plan as it goes (:mod:`hwpart.calibration`): the summary
+    shows the calibrated prediction beside the raw one, and ``save_costs`` writes the
+    calibrated cost table (``costs_path`` is the table a ``--plan`` was made from; with
+    ``--auto`` it replaces profiling).
+
+    ``fpga`` (sim / board / auto) and ``overlay`` (a bundle folder) select what
+    FPGA stages run on; with ``auto`` planning, the overlay's RMs are the only
+    layer groups the FPGA is offered.
+
+    Prints a summary and returns the report dict (also written to
+    ``report_path``); every figure printed is in it. Raises HwpartError
+    subclasses for anything the user can fix; KeyboardInterrupt after a clean
+    shutdown of the pipeline.
+    """
+    from rich.console import Console
+
+    from hwpart.graph import load_graph
+
+    console = console or Console()
+    if samples < 1:
+        raise HwpartError(f"--samples must be >= 1, got {samples}")
+    lg = load_graph(model_spec, input_shape)
+    manifest = None
+    if fpga is not None or overlay is not None:
+        from hwpart.devices.fpga import configure
+
+        configure(fpga, overlay)
+    if overlay is not None and (auto or costs_path):
+        from hwpart.overlay import load_manifest
+
+        manifest = load_manifest(overlay)
+    if pin and not auto:
+        raise HwpartError("--pin places layers for --auto planning; with --plan, edit the plan")
+    if save_costs and plan_path and not costs_path:
+        raise HwpartError("--save-costs with --plan needs --costs TABLE.json, the cost table "
+                          "the plan was made from")
+    plan, plan_source, table = _get_plan(lg, plan_path, auto, batch, manifest, pin, threads,
+                                         costs_path)
+    if plan_path and table is not None and any(s.predicted_s is None for s in plan.stages):
+        from hwpart.costs import price_plan  # a hand-made plan: priced as the solver would
+
+        plan = price_plan(lg, plan, table, batch, overlay=manifest)
+        plan_source += f" (priced with {costs_path})"
+    batch = batch or plan.batch or 1
+    if batch < 1:
+        raise HwpartError(f"--batch must be >= 1, got {batch}")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((samples, *lg.input_shape), generator=gen)
+    is_tty = console.is_terminal
+    use_live = is_tty if live is None else live
+    monitor = Monitor(interval_s=interval_s, jsonl=metrics_path, live=use_live, console=console)
+    from hwpart.calibration import Calibrator
+
+    calibrator = Calibrator(plan)
+    monitor.subscribe(calibrator.update)
+    progress = None
+    if not use_live and is_tty:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        progress = Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+                            transient=True)
+    on_output = None
+    if progress is not None:
+        task = progress.add_task("running", total=samples)
+
+        def on_output(done: int) -> None:
+            progress.update(task, completed=done)
+
+        progress.start()
+    try:
+        result = run_model(lg, plan, x, batch=batch, threads=threads, monitor=monitor,
+                           capacity=capacity, warmup_batches=warmup_batches,
+                           on_output=on_output)
+    finally:
+        if progress is not None:
+            progress.stop()
+        if monitor.running:
+            monitor.stop()
+    calibrator.update(result.snapshot)
+    report = build_report(model_spec, lg, plan, plan_source, result, calibrator, seed=seed,
+                          threads=threads, warmup_batches=warmup_batches, capacity=capacity)
+    print_summary(report, console)
+    if save_costs:
+        from hwpart.calibration import calibrate_table
+
+        assert table is not None
+        calibrate_table(table, plan, calibrator).save(save_costs)
+        console.print(f"calibrated cost table written to {save_costs}")
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        import json
+
+        Path(report_path).write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {report_path}")
+    return report
+
+
+def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
+              batch: int | None, overlay: Any = None, pin: str | None = None,
+              threads: int | None = None,
+              costs_path: str | None = None) -> tuple[Plan, str, Any]:
+    """(plan, where it came from, the cost table it rests on when there is one)."""
+    from hwpart.costs import CostTable, auto_devices, auto_plan, auto_table, parse_pins
+
+    if plan_path and auto:
+        raise HwpartError("give either --plan or --auto, not both")
+    table = CostTable.load(costs_path) if costs_path else None
+    if table is not None:
+        table.check_matches(lg, str(costs_path))
+    if plan_path:
+        plan = Plan.load(plan_path)
+        if plan.model != lg.name:
+            raise PlanError(f"{plan_path} is a plan for model {plan.model!r}, not {lg.name!r}; "
+                            "re-run `hwpart partition` for this model")
+        return plan, str(plan_path), table
+    if auto:
+        b = batch or 1
+        devices = auto_devices(None, overlay)
+        if table is None:  # profiled at the run's thread count: a layer's time depends on it
+            table = auto_table(lg, b, devices, None, overlay, threads=threads)
+        return auto_plan(lg, batch=b, objective="throughput", devices=devices, table=table,
+                         overlay=overlay, pins=parse_pins(lg, pin)), "auto", table
+    raise HwpartError("no plan: give --plan PLAN.json (from `hwpart partition`) or --auto")
+
+
+def devices_command(console: Any = None) -> list[tuple[str, bool, str]]:
+    """``hwpart devices``: every registered device kind, whether it is usable here, and why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hwpart.devices import available_devices
+
+    console = console or Console()
+    rows = available_devices()
+    t = Table(title="devices")
+    t.add_column("kind")
+    t.add_column("available")
+    t.add_column("details")
+    for kind, ok, reason in rows:
+        t.add_row(kind, "yes" if ok else "no", reason)
+    console.print(t)
+    return rows
+
+
+# --------------------------------------------------------------------------- CLI wiring
+
+
+def register_cli(sub: Any) -> None:
+    """Add ``hwpart run`` and ``hwpart devices`` (called by ``hwpart.cli`` for its plugins)."""
+    pr = sub.add_parser("run", help="run a model as a monitored pipeline on its plan's devices")
+    pr.add_argument("model", help="path/to/file.py:factory or package.module:factory")
+    pr.add_argument("--input-shape", required=True,
+                    help="per-sample input shape without the batch dim, e.g. 16 or 3,32,32")
+    how = pr.add_mutually_exclusive_group()
+    how.add_argument("--plan", help="plan JSON from `hwpart partition`")
+    how.add_argument("--auto", action="store_true", help="profile and partition now")
+    pr.add_argument("--samples", type=int, default=2000, help="random samples to run (seeded)")
+    pr.add_argument("--batch", type=int, help="micro-batch size (default: the plan's)")
+    pr.add_argument("--report", help="write every figure of the summary to this JSON file")
+    pr.add_argument("--metrics", help="JSONL log, one monitor snapshot per interval")
+    pr.add_argument("--interval", type=float, default=0.5, help="monitor interval, s")
+    pr.add_argument("--no-live", action="store_true", help="no live table (off when piped)")
+    pr.add_argument("--threads", type=int, help="intra-op threads per CPU stage")
+    pr.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY,
+                    help="items each inter-stage channel holds")
+    pr.add_argument("--warmup", type=int, default=2, help="unmeasured warm-up batches")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--fpga", choices=("sim", "board", "auto"),
+                    help="FPGA target (default: $HWPART_FPGA, else auto = a board if PYNQ "
+                         "finds one, else the simulated board)")
+    pr.add_argument("--overlay", help="overlay bundle for FPGA stages (default: "
+                                      "$HWPART_OVERLAY); with --auto, the FPGA is offered "
+                                      "only its RMs' layer groups")
+    pr.add_argument("--pin", help="with --auto: place layers yourself, e.g. _0-_3=fpga; the "
+                                  "solver places the rest")
+    pr.add_argument("--costs", help="cost table JSON (from `hwpart profile`): with --auto it "
+                                    "replaces profiling; with --plan, the table the plan was "
+                                    "made from (for --save-costs)")
+    pr.add_argument("--save-costs", help="write the cost table calibrated by this run "
+                                         "(measured/predicted per stage) to this JSON file")
+    pr.set_defaults(func=_cmd_run)
+    pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
+    pd.set_defaults(func=_cmd_devices)
+
+
+def _console() -> Any:
+    from hwpart.cli import console  # the CLI's console: wide when piped
+
+    return console
+
+
+def _cmd_run(args: Any) -> int:
+    run_command(args.model, args.input_shape, args.plan, args.auto, args.samples, args.batch,
+                args.report, False if args.no_live else None, args.metrics,
+                interval_s=args.interval, seed=args.seed, threads=args.threads,
+                capacity=args.capacity, warmup_batches=args.warmup, console=_console(),
+                fpga=args.fpga, overlay=args.overlay, pin=args.pin, costs_path=args.costs,
+                save_costs=args.save_costs)
+    return 0
+
+
+def _cmd_devices(args: Any) -> int:
+    devices_command(_console())
+    return 0
