@@ -34,6 +34,14 @@ S2MM completion) plus any PR swap it needed, so reports compare the plan with
 the modeled board, and show the simulator's host time apart. The partial's ``.bit`` and
 ``.hwh`` are checked against the manifest's sha256 *before* anything is
 downloaded; a mismatch refuses the swap and names the file.
+
+Faults: :meth:`FpgaDevice.fail` takes the device down (a scenario's injected
+failure, :mod:`hwpart.npm.scenario`): from then on every transfer and every
+swap raises :class:`FpgaDown`, naming the slot, so the re-allocator sees a
+device that raises, as it would a board that stopped answering. A batch already
+past the check finishes. :meth:`FpgaDevice.restore` brings it back the way a
+board comes back: the shell is reloaded (:meth:`FpgaDevice.open` after
+``_recover``), so every slot is empty and the next batch swaps its RMs in again.
 """
 
 from __future__ import annotations
@@ -95,6 +103,10 @@ class DmaError(FpgaError):
 
 class DmaTimeout(FpgaError):
     """A transfer did not complete in time (slot decoupled, route missing, hung RM)."""
+
+
+class FpgaDown(FpgaError):
+    """The device is down (:meth:`FpgaDevice.fail`): nothing runs until it is restored."""
 
 
 class BundleIntegrityError(FpgaError):
@@ -186,6 +198,7 @@ class FpgaDevice:
         self._modeled_last = 0.0
         self.swaps = 0
         self._verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256)
+        self._down: str | None = None  # why the device is down (fail()), None when up
 
     # ------------------------------------------------------------------ bring-up
 
@@ -380,6 +393,7 @@ class FpgaDevice:
         import pynq
 
         with self._slot_locks[k] if k < len(self._slot_locks) else self._lock:
+            self._check_up([k], rm_name)
             self._verify(bit, k, rm_name)
             self._verify(bit.with_suffix(".hwh"), k, rm_name)
             slot = self._slots[k]
@@ -455,6 +469,7 @@ class FpgaDevice:
                               f"got {tuple(x.shape[1:])}")
         n = x.shape[0]
         rows = to_stream(np.asarray(x, dtype=np.float32))
+        self._check_up(plan.slots, plan.rms[0].spec.name)
         self.open()  # no-op unless a failure dropped the shell
         lin, lout = plan.layout(self.word_bits)
         inb, outb = self._buffers(plan, n, lin.sample_bytes, lout.sample_bytes)
@@ -465,6 +480,7 @@ class FpgaDevice:
             lk.acquire()
         try:
             t_slots = time.perf_counter()
+            self._check_up(plan.slots, plan.rms[0].spec.name)  # it may have failed meanwhile
             swap_s = sum(self._ensure(k, r) for r, k in zip(plan.rms, plan.slots, strict=True))
             swaps_host = time.perf_counter() - t_slots
             with self._dma_lock:
@@ -505,7 +521,11 @@ class FpgaDevice:
         if self.sim is None:
             return 0.0
         chain = [timing.RmTiming.of_spec(r.spec, self.word_bits) for r in plan.rms]
-        return timing.stage_time(self.sim.board, chain, n).total_s
+        total = timing.stage_time(self.sim.board, chain, n).total_s
+        slot_speed = getattr(self.sim, "slot_speed", {})
+        speeds = [slot_speed.get(k, (1.0, 0.0)) for k in plan.slots]
+        # an injected clock-down / stall (SimBoard.set_slot_speed) is not a time-out
+        return total * max(f for f, _ in speeds) + sum(st for _, st in speeds)
 
     def _transfer(self, plan: _Plan, inb: Any, outb: Any, n: int) -> None:
         """Both DMA channels through their public PYNQ API, with our own time-out:
@@ -542,6 +562,46 @@ class FpgaDevice:
             self._recover()
             raise FpgaError(f"DMA transfer failed: {type(exc).__name__}: {exc}", slot,
                             rm) from exc
+
+    # ------------------------------------------------------------------ faults
+
+    @property
+    def down(self) -> str | None:
+        """Why the device is down (the reason given to :meth:`fail`), or None when up."""
+        return self._down
+
+    def fail(self, reason: str = "device failure") -> None:
+        """Take the device down: every later transfer or swap raises :class:`FpgaDown`.
+
+        No lock is taken: a batch already past its check completes, as one already
+        in the fabric would when a board stops answering after it.
+        """
+        self._down = reason or "device failure"
+
+    def restore(self) -> None:
+        """Bring the device back: clear the fault and reload the shell.
+
+        Takes every slot's lock, then the DMA lock (run_array's order), so no
+        transfer or swap is in flight while the shell is reloaded. A device that
+        was never opened is only marked up (its first use opens it).
+        """
+        locks = list(self._slot_locks)
+        for lk in locks:
+            lk.acquire()
+        try:
+            with self._dma_lock:
+                self._down = None
+                if self.pdev is not None:
+                    self._recover()
+                    self.open()
+        finally:
+            for lk in reversed(locks):
+                lk.release()
+
+    def _check_up(self, slots: list[int], rm: str) -> None:
+        if self._down is not None:
+            raise FpgaDown(f"device is down ({self._down}); slots {list(slots)} unavailable "
+                           "until it is restored", slots[0] if slots else None, rm)
 
     def _recover(self) -> None:
         """Drop the shell so the next use reloads it (see :meth:`open`)."""

@@ -126,6 +126,9 @@ class SimBoard(pynq.Device):
         self.dma_base = self.base + hwh.DMA_OFFSET
         self._pending_partial: tuple[str, int] | None = None
         self.last_pr_s = 0.0  # modeled time of the latest partial reconfiguration
+        # per-slot (clock factor, stall s) for injected slowdowns; on the board, not
+        # on the shell's slot models, so it survives a shell reload (see set_slot_speed)
+        self.slot_speed: dict[int, tuple[float, float]] = {}
         self._configure(slots=self.board.slots.count, sg=False)
 
     # ------------------------------------------------------------------ shell state
@@ -301,6 +304,9 @@ class SimBoard(pynq.Device):
                         assert rm is not None
                         out, n = rm.process(pkt.data, 8 * self.bus_bytes)
                         rm_s = self.timing.rm_s(rm.spec.cycles(n))
+                        speed = self.slot_speed.get(m - 1)
+                        if speed is not None:  # an injected clock-down / stall (modeled)
+                            rm_s = rm_s * speed[0] + speed[1]
                         slot.busy_until = max(t_acc, slot.busy_until) + rm_s
                         slot.processed += 1
                         self.ledger.add_rm(rm_s, n)
@@ -309,6 +315,30 @@ class SimBoard(pynq.Device):
                     if pkt.on_accept is not None:
                         pkt.on_accept(t_acc)
                     moved = True
+
+    # ------------------------------------------------------------------ injected slowdowns
+
+    def set_slot_speed(self, k: int, factor: float = 1.0, stall_s: float = 0.0) -> None:
+        """Price slot ``k``'s RM time ``factor`` times longer plus ``stall_s`` per packet.
+
+        A clock-down of one reconfigurable partition (``factor``) or a stall on
+        each packet through it (``stall_s``), as a scenario injects them
+        (:mod:`hwpart.npm.scenario`). It changes the *modeled* timeline only: the
+        RM still computes the same words, the slot is busy longer, so the S2MM
+        completion (and, when paced, the host's wait for it) moves out. ``(1.0,
+        0.0)`` restores the slot. It is kept across shell reloads (a clock is not
+        part of the bitstream) and applies from the next packet the slot accepts.
+        """
+        if not 0 <= k < len(self.slots):
+            raise ValueError(f"slot {k}: the shell has slots 0..{len(self.slots) - 1}")
+        if not factor > 0 or not stall_s >= 0:
+            raise ValueError(f"slot {k}: speed factor must be > 0 and stall >= 0, got "
+                             f"factor={factor}, stall_s={stall_s}")
+        with self.lock:
+            if factor == 1.0 and stall_s == 0.0:
+                self.slot_speed.pop(k, None)
+            else:
+                self.slot_speed[k] = (float(factor), float(stall_s))
 
     # ------------------------------------------------------------------ reports
 
