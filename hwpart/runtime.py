@@ -155,6 +155,84 @@ class Pipeline:
         self._err_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.next_seq = 0  # sequence numbers continue across runs, so routing stays unambiguous
+        # Admission: stage 0 pulls the source only while this is set (pause/drain/resume).
+        self._admit = threading.Event()
+        self._admit.set()
+        self._run: _Run | None = None
+        # ``on_fault(stage, route, exc, seq)`` -> a replacement Route, or None to fail the
+        # run: the re-allocator's hook. A replacement takes over every item routed to the
+        # failed route (RoutingTable.replace) and the failing item is retried on it.
+        self.on_fault: Callable[[str, Route, BaseException, int], Route | None] | None = None
+        self._replaced: dict[int, Route] = {}  # id(failed route) -> its replacement
+        self._fault_lock = threading.Lock()
+        self.released: list[Route] = []  # routes unloaded after their last item left
+
+    # ------------------------------------------------------------------ migration
+
+    def reroute(self, stages: Sequence[Stage], devices: Mapping[str, Device]) -> tuple[int, int]:
+        """Make-before-break: load every stage that changed (its unit or its layers) on its
+        device while the current routes keep running, then give the new routes to every
+        item from the next sequence boundary on; the old routes drain and are released
+        after their last item leaves. Same stage names as now (the workers stay).
+        Returns (boundary, version)."""
+        current = self.routing.current
+        if sorted(s.name for s in stages) != sorted(current):
+            raise PlanError(f"re-route names stages {sorted(s.name for s in stages)}, the "
+                            f"pipeline has {sorted(current)}")
+        new: dict[str, Route] = {}
+        try:
+            for st in stages:
+                old = current[st.name]
+                if old.handle.stage.unit == st.unit and old.handle.stage.nodes == st.nodes:
+                    new[st.name] = old  # unchanged: keep the loaded handle
+                else:
+                    new[st.name] = self.load(st, resolve_device(st, devices))
+        except BaseException:
+            for name, r in new.items():
+                if r is not current[name]:
+                    self._release(r)
+            raise
+        return self.routing.swap_next(new)
+
+    def pause(self) -> None:
+        """Stop admitting new items (break-before-make); items already in go on."""
+        self._admit.clear()
+
+    def resume(self) -> None:
+        self._admit.set()
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every admitted item has left the pipeline (after :meth:`pause`)."""
+        run = self._run
+        deadline = time.monotonic() + timeout_s
+        while run is not None and not run.done.is_set():
+            with self._err_lock:
+                if run.collector.next_seq >= run.base + run.issued:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1e-3)
+        return True
+
+    def _release(self, route: Route) -> None:
+        try:
+            route.device.unload(route.handle)
+        except Exception:  # best effort, as in close()
+            pass
+        if route in self._handles:
+            self._handles.remove(route)
+        self.released.append(route)
+
+    def _fault(self, name: str, route: Route, exc: BaseException, seq: int) -> Route | None:
+        """The replacement for a failed route (asked once per failed route), or None."""
+        with self._fault_lock:
+            rep = self._replaced.get(id(route))
+            if rep is None and self.on_fault is not None:
+                rep = self.on_fault(name, route, exc, seq)
+                if rep is not None:
+                    self._replaced[id(route)] = rep
+                    self.routing.replace(route, rep)
+            return rep
 
     def load(self, stage: Stage, device: Device) -> Route:
         """Load ``stage`` on ``device``; the pipeline unloads it on close (also for re-routes)."""
@@ -217,6 +295,7 @@ class Pipeline:
             total_samples=total_samples,
         )
         run = _Run(iter(items), self.next_seq, OrderedCollector(start=self.next_seq), on_output)
+        self._run = run
         self._threads = [
             threading.Thread(target=self._worker, args=(i, stage, recorders[i], run),
                              name=f"hwpart-{stage.name}", daemon=True)
@@ -258,6 +337,10 @@ class Pipeline:
         with torch.inference_mode():
             while True:
                 if inp is None:  # the source: pulled only when this stage has room
+                    while not self._admit.is_set():  # paused (a break-before-make move)
+                        if run.stopping:
+                            return
+                        self._admit.wait(0.05)
                     if run.stopping:
                         return
                     try:
@@ -284,14 +367,25 @@ class Pipeline:
                 route = lookup(item.seq)[name]
                 if route is not last:  # a re-route: the monitor shows where the stage runs now
                     last = route
-                    stats.device = route.device.name
+                    stats.device, stats.unit = route.device.name, route.handle.stage.unit
                 t = perf()
-                try:
-                    item.payload = route.device.run(route.handle, item.payload)
-                except BaseException as exc:
-                    self._fail(run, f"stage {name!r} on {route.device.name} failed at batch "
-                                    f"{item.seq}: {type(exc).__name__}: {exc}", exc)
-                    return
+                payload = item.payload
+                while True:
+                    try:
+                        item.payload = route.device.run(route.handle, payload)
+                        break
+                    except Exception as exc:  # a replacement route retries this item
+                        rep = self._fault(name, route, exc, item.seq)
+                        if rep is None or run.stopping:
+                            self._fail(run, f"stage {name!r} on {route.device.name} failed at "
+                                            f"batch {item.seq}: {type(exc).__name__}: {exc}", exc)
+                            return
+                        route = last = rep
+                        stats.device, stats.unit = route.device.name, route.handle.stage.unit
+                    except BaseException as exc:
+                        self._fail(run, f"stage {name!r} on {route.device.name} failed at "
+                                        f"batch {item.seq}: {type(exc).__name__}: {exc}", exc)
+                        return
                 h = route.handle  # the device's own account of the batch, if it keeps one
                 record(perf() - t, item.samples, h.service_s, h.wait_s, h.service_modeled)
                 if out is not None:
@@ -327,8 +421,9 @@ class Pipeline:
             run.outputs.append(result(it.payload))
             if run.on_output is not None:
                 run.on_output(mon.samples)
-        if self.routing.depth > 1:
-            self.routing.prune(run.collector.next_seq)
+        if self.routing.depth > 1:  # a re-route drained: release what nothing uses now
+            for route in self.routing.prune(run.collector.next_seq):
+                self._release(route)
 
     def _fail(self, run: _Run, message: str, exc: BaseException) -> None:
         with self._err_lock:

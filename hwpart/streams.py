@@ -305,8 +305,32 @@ class RoutingTable:
             self._versions.append(new)
         return new.version
 
-    def prune(self, done_below: int) -> None:
-        """Forget versions only items ``< done_below`` could use (they have all left the pipeline)."""
+    def prune(self, done_below: int) -> list[Any]:
+        """Forget versions only items ``< done_below`` could use (they have all left the
+        pipeline); returns the routes no kept version uses any more (to be released)."""
         with self._lock:
+            dropped: list[Any] = []
             while len(self._versions) > 1 and self._versions[1].boundary <= done_below:
-                self._versions.pop(0)
+                dropped.extend(self._versions.pop(0).routes.values())
+            if not dropped:
+                return []
+            live = {id(r) for v in self._versions for r in v.routes.values()}
+            out, seen = [], set()
+            for r in dropped:
+                if id(r) not in live and id(r) not in seen:
+                    seen.add(id(r))
+                    out.append(r)
+            return out
+
+    def replace(self, old: Any, new: Any) -> int:
+        """Put ``new`` wherever ``old`` is routed, in every kept version: items already
+        routed to a route that failed are retried on its replacement (same place in the
+        sequence, so nothing is reordered). Returns how many entries changed."""
+        with self._lock:
+            n = 0
+            for v in self._versions:
+                for stage, r in list(v.routes.items()):
+                    if r is old:
+                        v.routes[stage] = new
+                        n += 1
+            return n
