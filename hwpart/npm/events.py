@@ -30,6 +30,7 @@ from typing import Any
 KINDS: tuple[str, ...] = (
     "injected",     # a scenario changed the conditions (contention, slowdown, failure...)
     "restored",     # a scenario undid its injection
+    "skipped",      # a scenario event had no target here (why in its line)
     "detected",     # analyse found a sustained departure or a failure
     "decided",      # a move was selected, with its predicted gain
     "rejected",     # a candidate move was turned down (and why)

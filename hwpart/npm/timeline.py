@@ -31,6 +31,7 @@ from hwpart.npm.events import KINDS, Event  # noqa: E402
 EVENT_COLORS: dict[str, str] = {
     "injected": "#d62728",
     "restored": "#ff9896",
+    "skipped": "#c7c7c7",
     "detected": "#ff7f0e",
     "decided": "#9467bd",
     "rejected": "#c5b0d5",
