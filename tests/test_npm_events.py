@@ -39,7 +39,7 @@ def test_unknown_kind_is_a_programming_error():
     with pytest.raises(ValueError):
         log.of_kind("swapped", "oops")
     assert len(log) == 0
-    assert "rolled_back" in KINDS and len(KINDS) == 11
+    assert "rolled_back" in KINDS and len(KINDS) == 12
 
 
 def test_of_kind_first_and_events_is_a_copy():
