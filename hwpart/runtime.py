@@ -169,12 +169,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ migration
 
-    def reroute(self, stages: Sequence[Stage], devices: Mapping[str, Device]) -> tuple[int, int]:
-        """Make-before-break: load every stage that changed (its unit or its layers) on its
-        device while the current routes keep running, then give the new routes to every
-        item from the next sequence boundary on; the old routes drain and are released
-        after their last item leaves. Same stage names as now (the workers stay).
-        Returns (boundary, version)."""
+    def prepare(self, stages: Sequence[Stage], devices: Mapping[str, Device]) -> dict[str, Route]:
+        """Load every stage that changed (its unit or its layers) on its device while the
+        current routes keep running (make-before-break); unchanged stages keep their
+        handles. Same stage names as now: the workers stay. Returns the new routes,
+        for :meth:`switch`; :meth:`discard` them instead to give up."""
         current = self.routing.current
         if sorted(s.name for s in stages) != sorted(current):
             raise PlanError(f"re-route names stages {sorted(s.name for s in stages)}, the "
@@ -188,11 +187,25 @@ class Pipeline:
                 else:
                     new[st.name] = self.load(st, resolve_device(st, devices))
         except BaseException:
-            for name, r in new.items():
-                if r is not current[name]:
-                    self._release(r)
+            self.discard(new)
             raise
-        return self.routing.swap_next(new)
+        return new
+
+    def switch(self, routes: Mapping[str, Route]) -> tuple[int, int]:
+        """Give ``routes`` to every item from the next sequence boundary on; the old routes
+        drain and are released after their last item leaves. Returns (boundary, version)."""
+        return self.routing.swap_next(routes)
+
+    def discard(self, routes: Mapping[str, Route]) -> None:
+        """Release prepared routes that will not be used (those not routed now)."""
+        live = {id(r) for v in self.routing.versions() for r in v.routes.values()}
+        for r in routes.values():
+            if id(r) not in live:
+                self._release(r)
+
+    def reroute(self, stages: Sequence[Stage], devices: Mapping[str, Device]) -> tuple[int, int]:
+        """:meth:`prepare` then :meth:`switch`: a make-before-break move in one call."""
+        return self.switch(self.prepare(stages, devices))
 
     def pause(self) -> None:
         """Stop admitting new items (break-before-make); items already in go on."""

@@ -124,10 +124,18 @@ def test_break_before_make_pauses_drains_and_resumes(bundle, segs):
                          .astype(np.float32))
     pipe = Pipeline(staged(segs, LAYOUTS[0]), devices, monitor=Monitor(interval_s=None))
     seen = {}
+    running = threading.Event()
+    go_on = threading.Event()
+
+    def on_output(done: int) -> None:  # the sink holds batch 10 until the move has paused
+        if done == 64 * 10:
+            running.set()
+            go_on.wait(5.0)
 
     def move() -> None:
-        time.sleep(0.05)
+        running.wait(5.0)
         pipe.pause()
+        go_on.set()
         assert pipe.drain(5.0)
         run = pipe._run
         seen["drained_at"] = run.collector.next_seq
@@ -139,7 +147,7 @@ def test_break_before_make_pauses_drains_and_resumes(bundle, segs):
 
     th = threading.Thread(target=move)
     th.start()
-    res = pipe.run(x, 64)
+    res = pipe.run(x, 64, on_output=on_output)
     th.join()
     assert seen["drained_at"] == seen["issued"]  # nothing in flight while it swapped
     assert 0 < seen["drained_at"] < 60 and res.samples == 64 * 60
