@@ -267,6 +267,11 @@ class Monitor:
         if self._first is None:
             self._first = time.perf_counter()
 
+    def elapsed(self) -> float:
+        """Seconds on the snapshots' clock (``Snapshot.t_s``): since the run attached.
+        What an event log beside the monitor stamps its events with."""
+        return time.perf_counter() - self._t0
+
     @property
     def first_t(self) -> float | None:
         """perf_counter() when the first item left the source (None before)."""

@@ -287,13 +287,16 @@ def segment(lg: LayerGraph, plan: Plan, groups: list[list[str]] | None = None,
     the finest moves there are; everything is in the plan's own layer order, a
     topological order, so every run of segments is a stage ``split_module`` accepts.
     """
-    order = [n for st in plan.stages for n in st.nodes]
+    io = {n for n in lg.dag if lg.dag.nodes[n]["op"] in IO_OPS}  # the host's, no segment
+    order = [n for st in plan.stages for n in st.nodes if n not in io]
     unit_of = {n: st.unit for st in plan.stages for n in st.nodes}
     pos = {n: i for i, n in enumerate(order)}
     borders = {0}
     for st in plan.stages:
-        borders.add(pos[st.nodes[0]])
-        borders.add(pos[st.nodes[-1]] + 1)
+        nodes = [n for n in st.nodes if n in pos]
+        if nodes:
+            borders.add(pos[nodes[0]])
+            borders.add(pos[nodes[-1]] + 1)
     for g in groups or []:
         if g and all(n in pos for n in g):
             borders.add(pos[g[0]])

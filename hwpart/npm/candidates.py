@@ -73,11 +73,12 @@ class Fabric:
 
 def layout_of(plan: Plan, segs: Segments) -> Layout:
     """The layout of a plan whose stages are runs of ``segs`` (as ``segment`` cut them)."""
+    known = {n for s in segs.segments for n in s.nodes}
     out = []
     for st in plan.stages:
-        first = segs.index_of(st.nodes[0])
-        last = segs.index_of(st.nodes[-1]) + 1
-        out.append(Place(st.unit, first, last))
+        nodes = [n for n in st.nodes if n in known]  # the host's I/O nodes have no segment
+        if nodes:  # a stage of I/O nodes only is no pipeline stage either (stages.split)
+            out.append(Place(st.unit, segs.index_of(nodes[0]), segs.index_of(nodes[-1]) + 1))
     return tuple(out)
 
 
@@ -154,11 +155,30 @@ def candidates(layout: Layout, segs: Segments, fabric: Fabric,
         for na, nb, seg, src, dst in shifts:
             new = list(layout)
             new[i], new[i + 1] = na, nb
-            if all(_runnable(q, new, j, segs, fabric, plain, down)
-                   for j, q in ((i, na), (i + 1, nb))):
-                add("shift-border", new, f"segment {seg} ({_span(segs.segments[seg].nodes)}) "
-                    f"stage{src} -> stage{dst}", f"stage{dst}")
+            # an FPGA stage that grows or shrinks needs a chain of slots for its new RMs
+            for fa in _fits(na, new, i, segs, fabric, plain, down):
+                new2 = list(new)
+                new2[i] = fa
+                for fb in _fits(nb, new2, i + 1, segs, fabric, plain, down):
+                    new3 = list(new2)
+                    new3[i + 1] = fb
+                    add("shift-border", new3, f"segment {seg} "
+                        f"({_span(segs.segments[seg].nodes)}) stage{src} -> stage{dst}"
+                        + (f" ({fa.unit}, {fb.unit})" if (fa.unit, fb.unit) != (na.unit, nb.unit)
+                           else ""), f"stage{dst}")
     return out
+
+
+def _fits(p: Place, layout: list[Place], i: int, segs: Segments, fabric: Fabric,
+          plain: Sequence[str], down: set[str]) -> list[Place]:
+    """``p`` as it is when its unit can run it, else (an FPGA stage) each chain of slots
+    that can, from the slots no other stage uses."""
+    if p.empty or _runnable(p, layout, i, segs, fabric, plain, down):
+        return [p]
+    if unit_kind(p.unit) != "fpga" or "fpga" in down:
+        return []
+    free = [k for k in range(fabric.slots) if k not in slots_used(tuple(layout), skip=i)]
+    return [Place(u, p.first, p.last) for u in fpga_units(nodes_of(p, segs), fabric, free)]
 
 
 def _runnable(p: Place, layout: list[Place], i: int, segs: Segments, fabric: Fabric,

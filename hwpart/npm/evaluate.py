@@ -74,17 +74,33 @@ def calibrated(problem: Problem, factors: Mapping[str, float]) -> Problem:
     return dataclasses.replace(problem, compute=compute)
 
 
-def unit_factors(layout: Layout, stage_ratios: Mapping[str, float]) -> dict[str, float]:
-    """Per problem unit, the calibrated factor of the stage running there (a chained FPGA
-    stage's factor applies to each of its slots)."""
+def unit_factors(layout: Layout, stage_ratios: Mapping[str, float], segs: Segments,
+                 fabric: Fabric, problem: Problem) -> dict[str, float]:
+    """Per problem unit, the factor on its compute that makes the stage running there take
+    what was measured (a stage's service is its compute plus the transfers its device
+    makes; a departure is put on the compute: a slower clock, a busier core). A chained
+    FPGA stage's factor applies to each of its slots."""
     out: dict[str, float] = {}
+    assign = assignment(layout, segs, fabric, problem)
     for i, p in enumerate(layout):
         r = stage_ratios.get(f"stage{i}")
         if r is None or p.empty:
             continue
+        nodes = nodes_of(p, segs)
+        compute = sum(problem.compute[n][assign[n]] for n in nodes)
+        total = compute
+        for n in nodes:  # the transfers this stage's device makes (partition.predict_stages)
+            for v in problem.dag.successors(n):
+                if assign[v] != assign[n] and problem.unit_by_name[assign[n]].device != "cpu":
+                    total += problem.transfer(n, assign[n], assign[v])
+            for u in problem.dag.predecessors(n):
+                if assign[u] != assign[n] and problem.unit_by_name[assign[u]].device == "cpu" \
+                        and problem.unit_by_name[assign[n]].device != "cpu":
+                    total += problem.transfer(u, assign[u], assign[n])
+        f = max(0.1, (r * total - (total - compute)) / compute) if compute > 0 else r
         slots = unit_slots(p.unit)
         for u in ([f"fpga{k}" for k in slots] if slots else [p.unit]):
-            out[u] = r
+            out[u] = f
     return out
 
 
@@ -132,7 +148,7 @@ def evaluate_moves(moves: Sequence[Move], now: Layout, segs: Segments, fabric: F
                    slot_rm: Sequence[str | None], horizon_s: float = 5.0,
                    drain_s: float = 0.01) -> tuple[float, list[Priced]]:
     """Step 3: (current calibrated throughput, every candidate priced)."""
-    cal = calibrated(problem, unit_factors(now, stage_ratios))
+    cal = calibrated(problem, unit_factors(now, stage_ratios, segs, fabric, problem))
     t_now = price(now, segs, fabric, cal).throughput_sps
     out = []
     for mv in moves:
