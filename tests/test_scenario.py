@@ -96,7 +96,7 @@ def test_shipped_scenarios_load_and_are_short():
         s = load_scenario(n)
         assert s.description and 0 < s.end_s <= 8.0, n
     fs = load_scenario("fpga-slowdown").events[0]
-    assert (fs.at, fs.slot, fs.factor) == (2.0, 0, 3.0)
+    assert (fs.at, fs.slot, fs.factor) == (2.0, 0, 10.0)
     ff = load_scenario("fpga-failure").events[0]
     assert (ff.at, ff.end, ff.device) == (2.0, 5.0, "fpga")
     with pytest.raises(ConfigError, match="unknown scenario 'nope'; shipped: cpu-contention"):
