@@ -17,7 +17,7 @@ from hwpart.graph import LayerGraph
 from hwpart.monitor import (
     Monitor,
 )
-from hwpart.partition import Plan
+from hwpart.partition import Plan, unit_kind
 from hwpart.report import build_report, print_summary
 from hwpart.runtime import DEFAULT_CAPACITY, run_model
 
@@ -25,11 +25,13 @@ from hwpart.runtime import DEFAULT_CAPACITY, run_model
 def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: str | None = None,
                 auto: bool = False, samples: int = 2000, batch: int | None = None,
                 report_path: str | None = None, live: bool | None = None,
-                metrics_path: str | None = None, *, interval_s: float = 0.5, seed: int = 0,
+                metrics_path: str | None = None, *, interval_s: float | None = None, seed: int = 0,
                 threads: int | None = None, capacity: int = DEFAULT_CAPACITY,
                 warmup_batches: int = 2, console: Any = None, fpga: str | None = None,
                 overlay: str | None = None, pin: str | None = None,
-                costs_path: str | None = None, save_costs: str | None = None) -> dict[str, Any]:
+                costs_path: str | None = None, save_costs: str | None = None,
+                adapt: bool = False, scenario: str | None = None,
+                timeline: str | None = None, margin: float | None = None) -> dict[str, Any]:
     """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
 
     The run calibrates its plan as it goes (:mod:`hwpart.calibration`): the summary
@@ -82,6 +84,8 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
     x = torch.randn((samples, *lg.input_shape), generator=gen)
     is_tty = console.is_terminal
     use_live = is_tty if live is None else live
+    if interval_s is None:  # the NPM decides on intervals: detection within 0.5 s needs short ones
+        interval_s = 0.1 if (adapt or scenario) else 0.5
     monitor = Monitor(interval_s=interval_s, jsonl=metrics_path, live=use_live, console=console)
     from hwpart.calibration import Calibrator
 
@@ -102,19 +106,34 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
             progress.update(task, completed=done)
 
         progress.start()
+    adaptive = None
     try:
-        result = run_model(lg, plan, x, batch=batch, threads=threads, monitor=monitor,
-                           capacity=capacity, warmup_batches=warmup_batches,
-                           on_output=on_output)
+        if adapt or scenario:
+            adaptive = _run_adaptive(lg, plan, table, manifest, batch, samples, threads,
+                                     monitor, adapt, scenario, seed, warmup_batches, margin,
+                                     console)
+            result = adaptive.result
+        else:
+            result = run_model(lg, plan, x, batch=batch, threads=threads, monitor=monitor,
+                               capacity=capacity, warmup_batches=warmup_batches,
+                               on_output=on_output)
     finally:
         if progress is not None:
             progress.stop()
         if monitor.running:
             monitor.stop()
+    if adaptive is not None and adaptive.npm is not None:  # the stages it ended with
+        plan, calibrator = adaptive.npm.plan, adaptive.npm.cal
     calibrator.update(result.snapshot)
     report = build_report(model_spec, lg, plan, plan_source, result, calibrator, seed=seed,
                           threads=threads, warmup_batches=warmup_batches, capacity=capacity)
     print_summary(report, console)
+    if adaptive is not None:
+        from hwpart.npm.report import adaptive_report, print_adaptive
+
+        report["adaptive"] = adaptive_report(adaptive, list(monitor.history), timeline,
+                                             scenario)
+        print_adaptive(report["adaptive"], console)
     if save_costs:
         from hwpart.calibration import calibrate_table
 
@@ -128,6 +147,40 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
         Path(report_path).write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"report written to {report_path}")
     return report
+
+
+def _run_adaptive(lg: LayerGraph, plan: Plan, table: Any, manifest: Any, batch: int,
+                  samples: int, threads: int | None, monitor: Monitor, adapt: bool,
+                  scenario: str | None, seed: int, warmup_batches: int, margin: float | None,
+                  console: Any) -> Any:
+    """``--adapt``/``--scenario``: the plan as runs of segments, the NPM (unless only a
+    scenario was asked for: the static baseline), the scenario's events on the run's
+    clock (:mod:`hwpart.npm.session`)."""
+    from hwpart.boards import load_board
+    from hwpart.costs import auto_devices, auto_table, build_problem
+    from hwpart.npm.loop import NpmConfig
+    from hwpart.npm.scenario import load_scenario
+    from hwpart.npm.session import run_adaptive
+    from hwpart.runtime import devices_for
+
+    sc = load_scenario(scenario) if scenario else None
+    board = load_board(manifest.board.name) if manifest is not None else None
+    # every device the NPM may move layers to: the plan's, the CPU, the FPGA of an overlay
+    kinds = sorted({unit_kind(s.unit) for s in plan.stages} | {"cpu"}
+                   | ({"fpga"} if manifest is not None else set()))
+    if table is None:  # the NPM prices moves on measured costs: profile the host now
+        table = auto_table(lg, batch, auto_devices(board, manifest), board, manifest,
+                           threads=threads)
+    problem = build_problem(lg, table, batch, kinds, board, overlay=manifest)
+    devices = devices_for(kinds, cpu_threads=threads)
+    seconds = sc.end_s + 2.0 if sc is not None else float("inf")
+    if sc is not None:
+        console.print(f"scenario [bold]{sc.name}[/]: {sc.description}")
+    cfg = NpmConfig() if margin is None else NpmConfig(margin=margin)
+    return run_adaptive(lg, plan, problem, devices, batch=batch, seconds=seconds,
+                        monitor=monitor, scenario=sc, adapt=adapt, seed=seed, config=cfg,
+                        warmup_batches=warmup_batches,
+                        max_items=None if sc is not None else max(1, samples // batch))
 
 
 def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
@@ -193,7 +246,8 @@ def register_cli(sub: Any) -> None:
     pr.add_argument("--batch", type=int, help="micro-batch size (default: the plan's)")
     pr.add_argument("--report", help="write every figure of the summary to this JSON file")
     pr.add_argument("--metrics", help="JSONL log, one monitor snapshot per interval")
-    pr.add_argument("--interval", type=float, default=0.5, help="monitor interval, s")
+    pr.add_argument("--interval", type=float, help="monitor interval, s (default 0.5; 0.1 "
+                                                    "with --adapt/--scenario)")
     pr.add_argument("--no-live", action="store_true", help="no live table (off when piped)")
     pr.add_argument("--threads", type=int, help="intra-op threads per CPU stage")
     pr.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY,
@@ -213,6 +267,17 @@ def register_cli(sub: Any) -> None:
                                     "made from (for --save-costs)")
     pr.add_argument("--save-costs", help="write the cost table calibrated by this run "
                                          "(measured/predicted per stage) to this JSON file")
+    pr.add_argument("--adapt", action="store_true",
+                    help="live re-allocation: the NPM moves layers between the CPU, the GPU "
+                         "and FPGA slots while the model runs")
+    pr.add_argument("--scenario", help="inject events at set times: a YAML file or the name "
+                                       "of one in host/scenarios (without --adapt: the "
+                                       "static baseline under the same events)")
+    pr.add_argument("--timeline", help="with --adapt/--scenario: draw throughput, p99 latency "
+                                       "and device load over time, with every event, to "
+                                       "this PNG")
+    pr.add_argument("--margin", type=float, help="predicted throughput gain a move must "
+                                                 "promise (default 1.2)")
     pr.set_defaults(func=_cmd_run)
     pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
     pd.set_defaults(func=_cmd_devices)
@@ -230,7 +295,8 @@ def _cmd_run(args: Any) -> int:
                 interval_s=args.interval, seed=args.seed, threads=args.threads,
                 capacity=args.capacity, warmup_batches=args.warmup, console=_console(),
                 fpga=args.fpga, overlay=args.overlay, pin=args.pin, costs_path=args.costs,
-                save_costs=args.save_costs)
+                save_costs=args.save_costs, adapt=args.adapt, scenario=args.scenario,
+                timeline=args.timeline, margin=args.margin)
     return 0
 
 

@@ -82,6 +82,14 @@ def layout_of(plan: Plan, segs: Segments) -> Layout:
     return tuple(out)
 
 
+def padded(layout: Layout) -> Layout:
+    """``layout`` with an idle stage before and after it: a pipeline's stages are fixed
+    while it runs, so these are where a move can carve work out of its neighbour
+    (a one-stage plan could otherwise only move whole)."""
+    first, last = layout[0].first, layout[-1].last
+    return (Place("cpu", first, first), *layout, Place("cpu", last, last))
+
+
 def stages_of(layout: Layout, segs: Segments) -> list[Stage]:
     """The pipeline's stages for a layout (named ``stage0``...: the workers stay)."""
     return [compose(f"stage{i}", p.unit, segs.segments[p.first:p.last])
@@ -173,12 +181,14 @@ def _fits(p: Place, layout: list[Place], i: int, segs: Segments, fabric: Fabric,
           plain: Sequence[str], down: set[str]) -> list[Place]:
     """``p`` as it is when its unit can run it, else (an FPGA stage) each chain of slots
     that can, from the slots no other stage uses."""
-    if p.empty or _runnable(p, layout, i, segs, fabric, plain, down):
+    if p.empty:
         return [p]
-    if unit_kind(p.unit) != "fpga" or "fpga" in down:
-        return []
+    out = [p] if _runnable(p, layout, i, segs, fabric, plain, down) else []
+    if "fpga" in down:
+        return out
     free = [k for k in range(fabric.slots) if k not in slots_used(tuple(layout), skip=i)]
-    return [Place(u, p.first, p.last) for u in fpga_units(nodes_of(p, segs), fabric, free)]
+    return out + [Place(u, p.first, p.last) for u in fpga_units(nodes_of(p, segs), fabric, free)
+                  if u != p.unit]
 
 
 def _runnable(p: Place, layout: list[Place], i: int, segs: Segments, fabric: Fabric,

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hwpart.calibration import Calibrator
+from hwpart.calibration import Calibrator, stage_prediction
 from hwpart.devices import Device
 from hwpart.npm.analyse import AnalyseConfig, Analyser
 from hwpart.npm.candidates import Fabric, Layout, Place, candidates, nodes_of, stages_of
@@ -104,9 +104,11 @@ class Npm:
                  for i, p in enumerate(layout)]
         predict_stages(self.problem, assignment(layout, self.segs, self.fabric, self.problem),
                        [s for s in specs if s.nodes])
-        return Plan(model="npm layout", input_shape=[], objective="throughput",
+        plan = Plan(model="npm layout", input_shape=[], objective="throughput",
                     batch=0, board=None, assignment={}, stages=specs, predicted={},
                     solver="npm", optimal=False, solve_time_s=0.0)
+        plan.predicted = stage_prediction(plan)
+        return plan
 
     def step(self, snap: Any) -> None:
         """One snapshot through the loop (the steps in order)."""
@@ -126,7 +128,8 @@ class Npm:
         if self.watch is not None:
             self._verify(snap)
             return
-        if findings and snap.t_s >= self.quiet_until:
+        # new findings, or ones still active once a cooldown is over: decide (again)
+        if (findings or self.analyser.active) and snap.t_s >= self.quiet_until:
             self.decide(snap)
 
     def decide(self, snap: Any) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from hwpart.devices import Device
 from hwpart.monitor import Monitor
-from hwpart.npm.candidates import Fabric, layout_of, stages_of
+from hwpart.npm.candidates import Fabric, layout_of, padded, stages_of
 from hwpart.npm.events import EventLog
 from hwpart.npm.loop import Npm, NpmConfig
 from hwpart.npm.scenario import Injector, RateLimiter, Scenario, Targets
@@ -54,13 +54,13 @@ def run_adaptive(lg: Any, plan: Plan, problem: Any, devices: Mapping[str, Device
                  batch: int, seconds: float, monitor: Monitor,
                  scenario: Scenario | None = None, adapt: bool = True, seed: int = 0,
                  config: NpmConfig | None = None, warmup_batches: int = 2,
-                 fabric: Fabric | None = None) -> AdaptiveRun:
+                 fabric: Fabric | None = None, max_items: int | None = None) -> AdaptiveRun:
     """See the module docstring; ``adapt=False`` runs the same plan static (the baseline)."""
     fpga = devices.get("fpga")
     if fabric is None:
         fabric = Fabric.of_bundle(fpga._load_bundle()) if fpga is not None else Fabric()
     segs = segment(lg, plan, groups=fabric.groups)
-    layout = layout_of(plan, segs)
+    layout = padded(layout_of(plan, segs)) if adapt else layout_of(plan, segs)
     s = segs.staged
     staged = StagedModel(stages_of(layout, segs), s.input_names, s.output, s.finish)
     gen = torch.Generator().manual_seed(seed)
@@ -83,7 +83,7 @@ def run_adaptive(lg: Any, plan: Plan, problem: Any, devices: Mapping[str, Device
                       reference=reference, config=config)
             monitor.subscribe(npm.on_snapshot)
             npm.start()
-        rate = RateLimiter(timed_source(bank, batch, seconds))
+        rate = RateLimiter(timed_source(bank, batch, seconds, max_items))
         injector = None
         if scenario is not None:
             injector = Injector(scenario, Targets(fpga=fpga, rate=rate), log=log.add)
