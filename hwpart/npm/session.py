@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,8 @@ def run_adaptive(lg: Any, plan: Plan, problem: Any, devices: Mapping[str, Device
                  batch: int, seconds: float, monitor: Monitor,
                  scenario: Scenario | None = None, adapt: bool = True, seed: int = 0,
                  config: NpmConfig | None = None, warmup_batches: int = 2,
-                 fabric: Fabric | None = None, max_items: int | None = None) -> AdaptiveRun:
+                 fabric: Fabric | None = None, max_items: int | None = None,
+                 on_start: Callable[[Npm], None] | None = None) -> AdaptiveRun:
     """See the module docstring; ``adapt=False`` runs the same plan static (the baseline)."""
     fpga = devices.get("fpga")
     if fabric is None:
@@ -83,6 +84,8 @@ def run_adaptive(lg: Any, plan: Plan, problem: Any, devices: Mapping[str, Device
                       reference=reference, config=config)
             monitor.subscribe(npm.on_snapshot)
             npm.start()
+            if on_start is not None:
+                on_start(npm)
         rate = RateLimiter(timed_source(bank, batch, seconds, max_items))
         injector = None
         if scenario is not None:
