@@ -21,7 +21,6 @@ from hwpart.devices.fpga import FpgaDevice  # noqa: E402
 from hwpart.monitor import Monitor  # noqa: E402
 from hwpart.npm.candidates import Fabric, Place, candidates, layout_of  # noqa: E402
 from hwpart.npm.evaluate import evaluate_moves, select  # noqa: E402
-from hwpart.npm.loop import NpmConfig  # noqa: E402
 from hwpart.npm.migrate import Watch, verify  # noqa: E402
 from hwpart.npm.scenario import scenario_from_dict  # noqa: E402
 from hwpart.npm.session import run_adaptive  # noqa: E402
@@ -151,9 +150,12 @@ def test_a_planted_bad_move_is_rolled_back(setup, bundle, fabric):
             threading.Thread(target=plant).start()
 
     mon.subscribe(watch)
-    cfg = NpmConfig(cooldown_s=10.0)  # nothing but the planted move and its rollback
+    def start(npm) -> None:  # nothing but the planted move and its rollback
+        npm.quiet_until = 1e9
+        holder["npm"] = npm
+
     run = run_adaptive(lg, plan, problem, devices, batch=64, seconds=4.0, monitor=mon,
-                       config=cfg, fabric=fabric, on_start=lambda npm: holder.update(npm=npm))
+                       fabric=fabric, on_start=start)
     kinds = [e.kind for e in run.log.events]
     assert "swapped" in kinds and "rolled_back" in kinds, run.log.to_json()
     assert run.npm.layout[2] == Place("fpga0+1", 1, 3)  # back where it was

@@ -105,11 +105,29 @@ def unit_factors(layout: Layout, stage_ratios: Mapping[str, float], segs: Segmen
 
 
 def price(layout: Layout, segs: Segments, fabric: Fabric, problem: Problem) -> Evaluation:
+    """A layout's figures, stage by stage: each stage is a worker thread, so each is a
+    resource of its own (its layers, the transfers its device makes, the pipeline's
+    per-stage cost), and all FPGA stages share the one DMA engine
+    (:func:`hwpart.calibration.stage_prediction`, the view calibrated costs are
+    measured in: a CPU stage's measured time already holds what the other stages'
+    threads take from it, so adding CPU stages up, as the initial planner's single
+    CPU unit does, would count that twice)."""
+    from hwpart.calibration import stage_prediction
+    from hwpart.partition import Plan, StageSpec, pipeline_overheads, predict_stages
+
     assign = assignment(layout, segs, fabric, problem)
     bad = [n for n, u in assign.items() if u not in problem.compute[n]]
     if bad:
         raise ValueError(f"layout places {bad[:3]} where they cannot run")
-    return evaluate(problem, assign)
+    ev = evaluate(problem, assign)
+    specs = [StageSpec(f"stage{i}", p.unit, nodes_of(p, segs)) for i, p in enumerate(layout)]
+    predict_stages(problem, assign, [s for s in specs if s.nodes])
+    plan = Plan(model="npm layout", input_shape=[], objective="throughput", batch=0,
+                board=None, assignment={}, stages=specs, predicted=pipeline_overheads(problem),
+                solver="npm", optimal=False, solve_time_s=0.0, link_load_s=ev.link_load_s)
+    st = stage_prediction(plan)
+    return dataclasses.replace(ev, latency_s=st["latency_s"], bottleneck_s=st["bottleneck_s"],
+                               bottleneck="stages")
 
 
 def move_cost(now: Layout, new: Layout, segs: Segments, fabric: Fabric, problem: Problem,

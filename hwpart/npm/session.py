@@ -20,7 +20,7 @@ import torch
 
 from hwpart.devices import Device
 from hwpart.monitor import Monitor
-from hwpart.npm.candidates import Fabric, layout_of, padded, stages_of
+from hwpart.npm.candidates import Fabric, Layout, layout_of, padded, stages_of
 from hwpart.npm.events import EventLog
 from hwpart.npm.loop import Npm, NpmConfig
 from hwpart.npm.scenario import Injector, RateLimiter, Scenario, Targets
@@ -55,13 +55,16 @@ def run_adaptive(lg: Any, plan: Plan, problem: Any, devices: Mapping[str, Device
                  scenario: Scenario | None = None, adapt: bool = True, seed: int = 0,
                  config: NpmConfig | None = None, warmup_batches: int = 2,
                  fabric: Fabric | None = None, max_items: int | None = None,
-                 on_start: Callable[[Npm], None] | None = None) -> AdaptiveRun:
-    """See the module docstring; ``adapt=False`` runs the same plan static (the baseline)."""
+                 on_start: Callable[[Npm], None] | None = None,
+                 layout: Layout | None = None) -> AdaptiveRun:
+    """See the module docstring; ``adapt=False`` runs the same plan static (the baseline);
+    ``layout`` replaces the plan's stages (an oracle's layout, segments of the same cut)."""
     fpga = devices.get("fpga")
     if fabric is None:
         fabric = Fabric.of_bundle(fpga._load_bundle()) if fpga is not None else Fabric()
     segs = segment(lg, plan, groups=fabric.groups)
-    layout = padded(layout_of(plan, segs)) if adapt else layout_of(plan, segs)
+    if layout is None:  # the plan's stages (with idle ones around them to move into)
+        layout = padded(layout_of(plan, segs)) if adapt else layout_of(plan, segs)
     s = segs.staged
     staged = StagedModel(stages_of(layout, segs), s.input_names, s.output, s.finish)
     gen = torch.Generator().manual_seed(seed)
