@@ -7,7 +7,6 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.hwpart-installed
 EXTRAS  ?= gpu,sim,test
-SAMPLES ?= 8192
 
 .PHONY: setup run test lint clean
 
@@ -38,13 +37,17 @@ setup: $(STAMP)
 # The first RM is pinned to the FPGA and the solver places the rest: for a model
 # this small an x86 host alone is faster than a modeled 100 MHz fabric behind a
 # DMA, so without the pin the plan would be all-CPU (`hwpart partition` shows why).
+# The run is adaptive: at 2 s the shipped scenario clocks FPGA slot 0 down to a
+# tenth (modeled); the re-allocator (NPM) detects it, moves the layers, and the
+# run ends with its event log and a timeline PNG.
 BUNDLE ?= bitstreams/jet_tagger-pynq-z2
+SCENARIO ?= fpga-slowdown
 run: $(STAMP)
 	$(BIN)/hwpart overlay build host/models.py:jet_tagger --input-shape 16 --board pynq-z2 \
 	  --groups _0-_3,_4-_5 -o $(BUNDLE)
 	$(BIN)/hwpart run host/models.py:jet_tagger --input-shape 16 --auto --overlay $(BUNDLE) \
-	  --pin _0-_3=fpga --samples $(SAMPLES) --batch 256 --report run-report.json \
-	  --metrics metrics.jsonl
+	  --pin _0-_3=fpga --batch 256 --threads 1 --adapt --scenario $(SCENARIO) \
+	  --timeline timeline.png --report run-report.json --metrics metrics.jsonl
 
 test: $(STAMP)
 	$(BIN)/ruff check hwpart host bench tests
