@@ -213,6 +213,9 @@ class Npm:
         elif verdict == "recovered":
             self.log.add("recovered", f"throughput {rate:,.0f}/s, was {w.before_sps:,.0f}/s",
                          details=detail)
+        else:
+            self.log.add("verified", f"after the move {rate:,.0f}/s, before {w.before_sps:,.0f}/s:"
+                         " kept", details=detail)
 
     # ------------------------------------------------------------------ faults
 

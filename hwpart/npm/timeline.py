@@ -55,8 +55,13 @@ def _nan(x: float | None) -> float:
 
 
 def device_load(history: Sequence[Any]) -> tuple[dict[str, list[float]], set[str]]:
-    """Busy share per device per snapshot (stages' ``busy`` summed by ``device``), and the
-    devices whose figures are modeled (any stage on them reporting modeled service)."""
+    """Busy share per device per snapshot, and the devices whose figures are modeled.
+
+    A stage whose service is a simulated board's modeled time counts that: the
+    interval's modeled service (from the cumulative per-sample figure) over the
+    interval -- the board's load, not the simulator's host time in the device call
+    (the stage's ``busy``). Other stages count their ``busy`` share.
+    """
     names: list[str] = []
     for snap in history:
         for st in snap.stages:
@@ -64,13 +69,20 @@ def device_load(history: Sequence[Any]) -> tuple[dict[str, list[float]], set[str
                 names.append(st.device)
     load = {d: [math.nan] * len(history) for d in names}
     modeled: set[str] = set()
+    prev: dict[str, float] = {}  # stage -> cumulative modeled service seconds
     for i, snap in enumerate(history):
         sums: dict[str, float] = {}
         for st in snap.stages:
-            if st.busy is not None:
-                sums[st.device] = sums.get(st.device, 0.0) + st.busy
-            if getattr(st, "service_modeled", False):
+            per = getattr(st, "service_per_sample_s", None)
+            if getattr(st, "service_modeled", False) and per is not None:
                 modeled.add(st.device)
+                total = per * st.samples
+                done = total - prev.get(st.name, 0.0)
+                prev[st.name] = total
+                if snap.interval_s > 0:
+                    sums[st.device] = sums.get(st.device, 0.0) + max(0.0, done) / snap.interval_s
+            elif st.busy is not None:
+                sums[st.device] = sums.get(st.device, 0.0) + st.busy
         for d, v in sums.items():
             load[d][i] = v
     return load, modeled
