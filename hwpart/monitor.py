@@ -118,6 +118,7 @@ class StageStats:
         device's own account of it (None: the wall time was all service, as on the CPU)."""
         if service_s is None:
             self.service_s += seconds
+            self.service_modeled = False  # (a stage re-routed off a simulated board)
         else:
             self.service_s += service_s
             self.lock_wait_s += lock_wait_s
