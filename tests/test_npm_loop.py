@@ -159,6 +159,7 @@ def test_a_planted_bad_move_is_rolled_back(setup, bundle, fabric):
     kinds = [e.kind for e in run.log.events]
     assert "swapped" in kinds and "rolled_back" in kinds, run.log.to_json()
     assert run.npm.layout[2] == Place("fpga0+1", 1, 3)  # back where it was
+    assert [lay[2] for lay in run.npm.taboo] == [Place("fpga1+0", 1, 3)]  # not tried again
     rb = next(e for e in run.log.events if e.kind == "rolled_back")
     assert rb.details["after_sps"] < 0.9 * rb.details["before_sps"]
 

@@ -43,6 +43,7 @@ class NpmConfig:
     before_s: float = 0.6  # the window it is compared with
     horizon_s: float = 5.0  # what a move's gain is counted over, against its cost
     tol: float = 0.05  # shadow check: max abs error against the float model
+    taboo_s: float = 30.0  # a rolled-back layout is not tried again for this long
     analyse: AnalyseConfig | None = None
 
 
@@ -65,6 +66,9 @@ class Npm:
         self.quiet_until = 0.0
         self.history: list[Any] = []
         self.moves = 0
+        # layouts a verify window rolled back: not tried again for ``taboo_s`` (measured
+        # worse than predicted once; the same prediction would pick them again)
+        self.taboo: dict[Layout, float] = {}
         self._q: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()  # layout changes: the loop and fault callbacks
@@ -135,8 +139,9 @@ class Npm:
     def decide(self, snap: Any) -> None:
         """Steps 2-4, then 5-6 for the selected move."""
         with self._lock:
-            moves = candidates(self.layout, self.segs, self.fabric, self.plain,  # step 2
-                               self.down)
+            moves = [m for m in candidates(self.layout, self.segs, self.fabric,  # step 2
+                                           self.plain, self.down)
+                     if self.taboo.get(m.layout, -1.0) < snap.t_s]
             if not moves:
                 self._reject(snap, "no legal move")
                 return
@@ -207,6 +212,7 @@ class Npm:
         if verdict == "rolled_back" and w.kind != "rollback":
             self.log.add("rolled_back", f"throughput {rate:,.0f}/s after the move vs "
                          f"{w.before_sps:,.0f}/s before: moving back", details=detail)
+            self.taboo[self.layout] = snap.t_s + self.cfg.taboo_s
             self.apply(w.previous, self._busy_slots_change(w.previous), 1.0, "rollback", snap)
             self.watch = None  # a rollback is not itself rolled back
             self.quiet_until = snap.t_s + 2 * self.cfg.cooldown_s
