@@ -605,10 +605,13 @@ def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
               devices: list[str] | None = None, board: Board | None = None,
               table: CostTable | None = None, slots: int | None = None,
               solver: str = "auto", overlay: Any = None, pins: dict[str, str] | None = None,
+              min_throughput: float | None = None, max_latency: float | None = None,
               **timing: Any) -> Plan:
     """Profile (unless a table is given), build the problem, solve it: one call for ``--auto``.
 
     With an overlay the FPGA costs come from its RMs, so only CPU/GPU are measured.
+    ``objective="energy"`` attaches each device's power (:mod:`hwpart.energy`: measured,
+    declared or estimated, labelled); the floors hold for every objective.
     """
     devices = devices or auto_devices(board, overlay)
     if overlay is not None and board is None:
@@ -617,6 +620,12 @@ def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
         table = auto_table(lg, batch, devices, board, overlay, **timing)
     problem = build_problem(lg, table, batch, devices, board, slots=slots, overlay=overlay,
                             pins=pins)
+    problem.min_throughput_sps, problem.max_latency_s = min_throughput, max_latency
+    if objective == "energy":
+        from hwpart.energy import attach_power, device_power, fpga_node_resources
+
+        attach_power(problem, device_power(devices, board), board,
+                     fpga_node_resources(table, overlay))
     sol = solve(problem, objective, solver)
     return make_plan(problem, sol, model=lg.name, input_shape=lg.input_shape,
                      objective=objective, batch=batch, board=board.name if board else None)

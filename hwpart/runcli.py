@@ -31,7 +31,9 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
                 overlay: str | None = None, pin: str | None = None,
                 costs_path: str | None = None, save_costs: str | None = None,
                 adapt: bool = False, scenario: str | None = None,
-                timeline: str | None = None, margin: float | None = None) -> dict[str, Any]:
+                timeline: str | None = None, margin: float | None = None,
+                objective: str = "throughput",
+                min_throughput: float | None = None) -> dict[str, Any]:
     """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
 
     The run calibrates its plan as it goes (:mod:`hwpart.calibration`): the summary
@@ -71,7 +73,9 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
         raise HwpartError("--save-costs with --plan needs --costs TABLE.json, the cost table "
                           "the plan was made from")
     plan, plan_source, table = _get_plan(lg, plan_path, auto, batch, manifest, pin, threads,
-                                         costs_path)
+                                         costs_path, objective, min_throughput)
+    if auto:
+        _say_why(plan, console)
     if plan_path and table is not None and any(s.predicted_s is None for s in plan.stages):
         from hwpart.costs import price_plan  # a hand-made plan: priced as the solver would
 
@@ -183,10 +187,30 @@ def _run_adaptive(lg: LayerGraph, plan: Plan, table: Any, manifest: Any, batch: 
                         max_items=None if sc is not None else max(1, samples // batch))
 
 
+def _say_why(plan: Plan, console: Any) -> None:
+    """Why each device got its layers: the objective, and each stage's predicted share."""
+    from hwpart.monitor import fmt_num, fmt_s
+
+    pred = plan.predicted or {}
+    goal = {"throughput": "the most samples/s", "latency": "the least time per sample",
+            "energy": "the least energy per sample"}.get(plan.objective, plan.objective)
+    extra = (f", {pred['energy_j_per_sample'] * 1e6:.1f} µJ/sample"
+             if pred.get("energy_j_per_sample") is not None else "")
+    console.print(f"plan ({plan.solver}): {goal} -- predicted "
+                  f"{fmt_num(pred.get('throughput_sps'), 'samples/s')}{extra}; "
+                  f"bottleneck {plan.bottleneck or 'n/a'}")
+    for st in plan.stages:
+        layers = [n for n in st.nodes if not n.startswith(("input", "output"))]
+        if layers:
+            console.print(f"  {st.name} on {st.unit}: {layers[0]}..{layers[-1]} "
+                          f"({len(layers)} layers), {fmt_s(st.predicted_s)}/sample predicted")
+
+
 def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
               batch: int | None, overlay: Any = None, pin: str | None = None,
-              threads: int | None = None,
-              costs_path: str | None = None) -> tuple[Plan, str, Any]:
+              threads: int | None = None, costs_path: str | None = None,
+              objective: str = "throughput",
+              min_throughput: float | None = None) -> tuple[Plan, str, Any]:
     """(plan, where it came from, the cost table it rests on when there is one)."""
     from hwpart.costs import CostTable, auto_devices, auto_plan, auto_table, parse_pins
 
@@ -206,8 +230,9 @@ def _get_plan(lg: LayerGraph, plan_path: str | None, auto: bool,
         devices = auto_devices(None, overlay)
         if table is None:  # profiled at the run's thread count: a layer's time depends on it
             table = auto_table(lg, b, devices, None, overlay, threads=threads)
-        return auto_plan(lg, batch=b, objective="throughput", devices=devices, table=table,
-                         overlay=overlay, pins=parse_pins(lg, pin)), "auto", table
+        return auto_plan(lg, batch=b, objective=objective, devices=devices, table=table,
+                         overlay=overlay, pins=parse_pins(lg, pin),
+                         min_throughput=min_throughput), "auto", table
     raise HwpartError("no plan: give --plan PLAN.json (from `hwpart partition`) or --auto")
 
 
@@ -278,6 +303,12 @@ def register_cli(sub: Any) -> None:
                                        "this PNG")
     pr.add_argument("--margin", type=float, help="predicted throughput gain a move must "
                                                  "promise (default 1.2)")
+    pr.add_argument("--objective", choices=("throughput", "latency", "energy"),
+                    default="throughput", help="with --auto: what the plan optimises "
+                                               "(energy: power measured, declared or "
+                                               "estimated, labelled)")
+    pr.add_argument("--min-throughput", type=float,
+                    help="with --auto: a floor every plan must keep, samples/s")
     pr.set_defaults(func=_cmd_run)
     pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
     pd.set_defaults(func=_cmd_devices)
@@ -296,7 +327,8 @@ def _cmd_run(args: Any) -> int:
                 capacity=args.capacity, warmup_batches=args.warmup, console=_console(),
                 fpga=args.fpga, overlay=args.overlay, pin=args.pin, costs_path=args.costs,
                 save_costs=args.save_costs, adapt=args.adapt, scenario=args.scenario,
-                timeline=args.timeline, margin=args.margin)
+                timeline=args.timeline, margin=args.margin, objective=args.objective,
+                min_throughput=args.min_throughput)
     return 0
 
 

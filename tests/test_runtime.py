@@ -489,3 +489,12 @@ def test_save_costs_with_a_plan_needs_its_table(tmp_path):
         run_command(f"{ROOT}/host/models.py:jet_tagger", "16", str(plan_path), samples=16,
                     live=False, console=Console(file=io.StringIO()),
                     save_costs=str(tmp_path / "x.json"))
+
+
+def test_run_auto_energy_objective_says_why(tmp_path):
+    out = io.StringIO()
+    report = run_command(f"{ROOT}/host/models.py:jet_tagger", "16", auto=True, samples=128,
+                         batch=32, live=False, console=Console(file=out, width=160),
+                         objective="energy", min_throughput=1.0)
+    assert report["plan"]["objective"] == "energy"
+    assert "the least energy per sample" in out.getvalue() and "µJ/sample" in out.getvalue()
