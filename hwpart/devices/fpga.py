@@ -25,15 +25,15 @@ stall a transfer through another.
 PR swap (one slot, between batches, under that slot's lock so no transfer
 through it is in flight): route nothing into or out of the slot -> decouple and
 wait for the status bit -> ``pr_download`` -> pulse the RM reset -> recouple ->
-read the RM's identity register to check the right RM is there.
+read the RM's identity register to check the right RM is there. The partial's
+``.bit`` and ``.hwh`` are checked against the manifest's sha256 *before*
+anything is downloaded; a mismatch refuses the swap and names the file.
 
 Service time: after each batch the handle carries the time the batch spent in
 the device (``LoadedStage.service_s``), without lock waits; on the simulated
 board that is the board's *modeled* timeline of the round trip (MM2S issue to
 S2MM completion) plus any PR swap it needed, so reports compare the plan with
-the modeled board, and show the simulator's host time apart. The partial's ``.bit`` and
-``.hwh`` are checked against the manifest's sha256 *before* anything is
-downloaded; a mismatch refuses the swap and names the file.
+the modeled board, and show the simulator's host time apart.
 
 Faults: :meth:`FpgaDevice.fail` takes the device down (a scenario's injected
 failure, :mod:`hwpart.npm.scenario`): from then on every transfer and every
@@ -146,9 +146,7 @@ class BatchTiming:
 
     service_s: float  # in the device: modeled board time on the simulated board
     wait_s: float  # waiting for the slots' and the DMA engine's locks
-    host_s: float  # host wall time of the DMA round trip (the simulator's own time)
     modeled: bool
-    swaps: int = 0
 
 
 @dataclass
@@ -451,12 +449,8 @@ class FpgaDevice:
         """Route nothing into or out of slot ``k``, leaving other slots' routes alone (the
         caller holds slot ``k``'s lock, so no transfer through it is in flight)."""
         with self._lock:
-            if self._route is not None and k not in self._route:
-                return
-            for i in range(1 + len(self._slots)):  # the route through k is idle: drop it all
-                self.switch.write(SW_MI_MUX + 4 * i, SW_DISABLE)
-            self.switch.write(SW_CTRL, SW_COMMIT)
-            self._route = tuple()
+            if self._route is None or k in self._route:  # that route is idle: drop it
+                self._set_route(tuple())
 
     # ------------------------------------------------------------------ data path
 
@@ -495,11 +489,9 @@ class FpgaDevice:
         if self.sim is not None:  # the board's own modeled timeline of this round trip
             sent, got = self.sim.dma.mm2s.last, self.sim.dma.s2mm.last
             board_s = got.done_model_s - sent.issued_host_s
-            plan.last = BatchTiming(board_s + swap_s, wait, t_done - t_dma, True,
-                                    int(swap_s > 0))
+            plan.last = BatchTiming(board_s + swap_s, wait, True)
         else:
-            plan.last = BatchTiming(t_done - t_dma + swap_s, wait, t_done - t_dma, False,
-                                    int(swap_s > 0))
+            plan.last = BatchTiming(t_done - t_dma + swap_s, wait, False)
         y = lout.unpack(outb, n)
         return from_stream(y, plan.out_shape).astype(np.float32, copy=False)
 
