@@ -219,9 +219,8 @@ class Pipeline:
         run = self._run
         deadline = time.monotonic() + timeout_s
         while run is not None and not run.done.is_set():
-            with self._err_lock:
-                if run.collector.next_seq >= run.base + run.issued:
-                    return True
+            if run.collector.next_seq >= run.base + run.issued:
+                return True
             if time.monotonic() > deadline:
                 return False
             time.sleep(1e-3)
@@ -387,18 +386,15 @@ class Pipeline:
                     try:
                         item.payload = route.device.run(route.handle, payload)
                         break
-                    except Exception as exc:  # a replacement route retries this item
-                        rep = self._fault(name, route, exc, item.seq)
+                    except BaseException as exc:  # a replacement route retries this item
+                        rep = (self._fault(name, route, exc, item.seq)
+                               if isinstance(exc, Exception) else None)  # not Ctrl-C
                         if rep is None or run.stopping:
                             self._fail(run, f"stage {name!r} on {route.device.name} failed at "
                                             f"batch {item.seq}: {type(exc).__name__}: {exc}", exc)
                             return
                         route = last = rep
                         stats.device, stats.unit = route.device.name, route.handle.stage.unit
-                    except BaseException as exc:
-                        self._fail(run, f"stage {name!r} on {route.device.name} failed at "
-                                        f"batch {item.seq}: {type(exc).__name__}: {exc}", exc)
-                        return
                 h = route.handle  # the device's own account of the batch, if it keeps one
                 record(perf() - t, item.samples, h.service_s, h.wait_s, h.service_modeled)
                 if out is not None:
