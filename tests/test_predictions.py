@@ -118,6 +118,8 @@ def test_auto_overlay_pin_through_the_run_command(overlay, monkeypatch):
     from hwpart.runcli import run_command
 
     monkeypatch.setenv("HWPART_SIM_PACE", "1")
+    for var in ("HWPART_FPGA", "HWPART_OVERLAY"):  # run_command sets them: undone after
+        monkeypatch.setenv(var, "")  # (delenv of an absent variable would record nothing)
     out = io.StringIO()
     report = run_command(f"{ROOT}/host/models.py:jet_tagger", "16", auto=True, samples=64 * 6,
                          batch=64, live=False, console=Console(file=out, width=200),
