@@ -38,7 +38,15 @@ from hwpart.partition import (
     solve,
 )
 from hwpart.stages import direct_forward
-from hwpart.timing import FPGA_RESOURCE, pr_s
+from hwpart.timing import (
+    FPGA_RESOURCE,
+    RmTiming,
+    chain_slots,
+    pr_s,
+    rm_chain,
+    rm_s,
+    swaps_needed,
+)
 
 #: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
 FPGA_OPS = frozenset({
@@ -519,7 +527,6 @@ def _stream_bytes(lg: LayerGraph, board: Board,
     """
     from hwpart.overlay.hls import DEFAULT_PRECISIONS
     from hwpart.sim.fixed import StreamLayout, parse_type
-    from hwpart.timing import RmTiming
 
     word = board.dma.data_width_bits
     into: dict[str, float] = {}
@@ -554,8 +561,6 @@ def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int,
     Its cycles run at the board's fabric clock (:func:`hwpart.timing.rm_s`), as
     the simulated board and the board itself run them.
     """
-    from hwpart.timing import RmTiming, rm_s
-
     unknown = [n for rm in overlay.rms for n in rm.layers if n not in lg.dag]
     if unknown:
         raise ConfigError(
@@ -643,14 +648,13 @@ def price_plan(lg: LayerGraph, plan: Plan, table: CostTable, batch: int | None =
     import copy
 
     from hwpart.partition import _fpga_group, pipeline_overheads, predict_stages, unit_slots
-    from hwpart.timing import rm_chain, swaps_needed
 
     batch = batch or plan.batch or 1
     if overlay is not None and board is None:
         board = load_board(overlay.board.name)
     devices = sorted({p.device for p in plan.assignment.values()} | {"cpu"})
     problem = build_problem(lg, table, batch, devices, board, host, overlay=overlay)
-    assign = {n: plan.unit_of(n) if n in plan.assignment else "cpu" for n in problem.order}
+    assign = plan_assignment(problem, plan)
     bad = [f"{n} on {u}" for n, u in assign.items() if u not in problem.compute[n]]
     if bad:
         raise PlanError(f"plan for {plan.model!r} places layers where the cost table and the "
@@ -666,8 +670,7 @@ def price_plan(lg: LayerGraph, plan: Plan, table: CostTable, batch: int | None =
             chain = rm_chain(groups, st.nodes) if slots else None
             if not chain:
                 continue
-            if len(slots) != len(chain):  # as the device places a chain (FpgaDevice.plan)
-                slots = [(slots[0] + i) % len(overlay.slots) for i in range(len(chain))]
+            slots = chain_slots(slots, len(chain), len(overlay.slots))  # as the device does
             for i, k in zip(chain, slots, strict=True):
                 slot_rms.setdefault(k, []).append(overlay.rms[i].name)
     at_load, per_batch = swaps_needed(slot_rms)
@@ -707,9 +710,13 @@ def single_device_plans(problem: Problem) -> dict[str, dict[str, float]]:
     return out
 
 
+def plan_assignment(problem: Problem, plan: Plan) -> dict[str, str]:
+    """Layer -> unit of ``plan`` in ``problem``; the host's I/O nodes, which plans do not
+    list, stay on the CPU."""
+    return {n: plan.unit_of(n) if n in plan.assignment else "cpu" for n in problem.order}
+
+
 def predict_plan(problem: Problem, plan: Plan) -> Evaluation:
     """What the cost model predicts for a given plan (one from the solver, a chain plan,
-    a hand-written one), its pipeline overhead charged per stage. The host's I/O nodes,
-    which plans do not list, stay on the CPU."""
-    assign = {n: plan.unit_of(n) if n in plan.assignment else "cpu" for n in problem.order}
-    return evaluate(problem, assign, plan.stages)
+    a hand-written one), its pipeline overhead charged per stage."""
+    return evaluate(problem, plan_assignment(problem, plan), plan.stages)

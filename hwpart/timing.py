@@ -135,3 +135,11 @@ def rm_chain(groups: Sequence[Sequence[str]], nodes: Sequence[str]) -> list[int]
         chain.append(best)
         pos += len(groups[best])
     return chain
+
+
+def chain_slots(slots: Sequence[int], count: int, total: int) -> list[int]:
+    """The slots a chain of ``count`` RMs goes into: ``slots`` when it names one per RM,
+    else consecutive slots from the first one given (wrapping round the shell's ``total``)."""
+    if len(slots) == count:
+        return list(slots)
+    return [(slots[0] + i) % total for i in range(count)]

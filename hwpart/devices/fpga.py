@@ -333,9 +333,8 @@ class FpgaDevice:
         one per RM, else in consecutive slots from the first one given."""
         b = self._load_bundle()
         chain = [b.rm(n) for n in rm_names]
-        given = [slots] if isinstance(slots, int) else list(slots)
-        if len(given) != len(chain):
-            given = [(given[0] + i) % b.slots for i in range(len(chain))]
+        given = timing.chain_slots([slots] if isinstance(slots, int) else list(slots),
+                                   len(chain), b.slots)
         if any(not 0 <= k < b.slots for k in given):
             raise DeviceError(f"slots {given} for RMs {rm_names}: the shell of bundle {b.name} "
                               f"has slots 0..{b.slots - 1}")
