@@ -1122,7 +1122,7 @@ def stage_order(problem: Problem, assign: dict[str, str]) -> list[StageSpec]:
         u = unit_of[r]
         if stages and stages[-1].unit == u:
             stages[-1].nodes.extend(members[r])
-        elif stages and u in slot_unit and _chains(problem, stages[-1], members[r], slot_unit):
+        elif stages and u in slot_unit and _chains(problem, stages[-1], members[r]):
             last = stages[-1]
             last.unit = chain_unit(unit_kind(u), unit_slots(last.unit) + unit_slots(u))
             last.nodes.extend(members[r])
@@ -1131,12 +1131,11 @@ def stage_order(problem: Problem, assign: dict[str, str]) -> list[StageSpec]:
     return stages
 
 
-def _chains(problem: Problem, prev: StageSpec, group: list[str], slot_unit: set[str]) -> bool:
+def _chains(problem: Problem, prev: StageSpec, group: list[str]) -> bool:
     """Whether slot ``group`` can follow stage ``prev`` through the switch: ``prev`` is on
     slots, its only value that leaves it feeds ``group`` alone, and ``group`` reads nothing
     else -- a stream chain, one DMA round trip (the host never sees the value between)."""
-    if not all(chain_unit(unit_kind(prev.unit), (k,)) in slot_unit
-               for k in unit_slots(prev.unit)) or not unit_slots(prev.unit):
+    if not unit_slots(prev.unit):
         return False
     inside, here = set(prev.nodes), set(group)
     dag = problem.dag
