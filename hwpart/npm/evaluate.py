@@ -26,7 +26,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hwpart.npm.candidates import Fabric, Layout, Move, nodes_of
-from hwpart.partition import Evaluation, Problem, evaluate, unit_kind, unit_slots
+from hwpart.partition import (
+    Evaluation,
+    Plan,
+    Problem,
+    StageSpec,
+    evaluate,
+    pipeline_overheads,
+    predict_stages,
+    unit_kind,
+    unit_slots,
+)
 from hwpart.stages import Segments
 from hwpart.timing import rm_chain
 
@@ -74,6 +84,31 @@ def calibrated(problem: Problem, factors: Mapping[str, float]) -> Problem:
     return dataclasses.replace(problem, compute=compute)
 
 
+def layout_plan(layout: Layout, segs: Segments, fabric: Fabric, problem: Problem) -> Plan:
+    """A layout as a plan priced stage by stage: each stage's ``predicted_s`` (its layers
+    plus the transfers its device makes, ``partition.predict_stages``), and its figures
+    (:func:`hwpart.calibration.stage_prediction`: each stage is a worker thread, so each
+    is a resource of its own with the pipeline's per-stage cost, and all FPGA stages
+    share the one DMA engine). This is the view calibrated costs are measured in: a CPU
+    stage's measured time already holds what the other stages' threads take from it, so
+    adding CPU stages up, as the initial planner's single CPU unit does, would count
+    that twice."""
+    from hwpart.calibration import stage_prediction
+
+    assign = assignment(layout, segs, fabric, problem)
+    bad = [n for n, u in assign.items() if u not in problem.compute[n]]
+    if bad:
+        raise ValueError(f"layout places {bad[:3]} where they cannot run")
+    specs = [StageSpec(f"stage{i}", p.unit, nodes_of(p, segs)) for i, p in enumerate(layout)]
+    predict_stages(problem, assign, [s for s in specs if s.nodes])
+    plan = Plan(model="npm layout", input_shape=[], objective="throughput", batch=0,
+                board=None, assignment={}, stages=specs, predicted=pipeline_overheads(problem),
+                solver="npm", optimal=False, solve_time_s=0.0,
+                link_load_s=evaluate(problem, assign).link_load_s)
+    plan.predicted.update(stage_prediction(plan))
+    return plan
+
+
 def unit_factors(layout: Layout, stage_ratios: Mapping[str, float], segs: Segments,
                  fabric: Fabric, problem: Problem) -> dict[str, float]:
     """Per problem unit, the factor on its compute that makes the stage running there take
@@ -82,21 +117,13 @@ def unit_factors(layout: Layout, stage_ratios: Mapping[str, float], segs: Segmen
     FPGA stage's factor applies to each of its slots."""
     out: dict[str, float] = {}
     assign = assignment(layout, segs, fabric, problem)
-    for i, p in enumerate(layout):
+    plan = layout_plan(layout, segs, fabric, problem)
+    for i, (p, spec) in enumerate(zip(layout, plan.stages, strict=True)):
         r = stage_ratios.get(f"stage{i}")
         if r is None or p.empty:
             continue
-        nodes = nodes_of(p, segs)
-        compute = sum(problem.compute[n][assign[n]] for n in nodes)
-        total = compute
-        for n in nodes:  # the transfers this stage's device makes (partition.predict_stages)
-            for v in problem.dag.successors(n):
-                if assign[v] != assign[n] and problem.unit_by_name[assign[n]].device != "cpu":
-                    total += problem.transfer(n, assign[n], assign[v])
-            for u in problem.dag.predecessors(n):
-                if assign[u] != assign[n] and problem.unit_by_name[assign[u]].device == "cpu" \
-                        and problem.unit_by_name[assign[n]].device != "cpu":
-                    total += problem.transfer(u, assign[u], assign[n])
+        compute = sum(problem.compute[n][assign[n]] for n in spec.nodes)
+        total = spec.predicted_s or 0.0
         f = max(0.1, (r * total - (total - compute)) / compute) if compute > 0 else r
         slots = unit_slots(p.unit)
         for u in ([f"fpga{k}" for k in slots] if slots else [p.unit]):
@@ -105,28 +132,11 @@ def unit_factors(layout: Layout, stage_ratios: Mapping[str, float], segs: Segmen
 
 
 def price(layout: Layout, segs: Segments, fabric: Fabric, problem: Problem) -> Evaluation:
-    """A layout's figures, stage by stage: each stage is a worker thread, so each is a
-    resource of its own (its layers, the transfers its device makes, the pipeline's
-    per-stage cost), and all FPGA stages share the one DMA engine
-    (:func:`hwpart.calibration.stage_prediction`, the view calibrated costs are
-    measured in: a CPU stage's measured time already holds what the other stages'
-    threads take from it, so adding CPU stages up, as the initial planner's single
-    CPU unit does, would count that twice)."""
-    from hwpart.calibration import stage_prediction
-    from hwpart.partition import Plan, StageSpec, pipeline_overheads, predict_stages
-
-    assign = assignment(layout, segs, fabric, problem)
-    bad = [n for n, u in assign.items() if u not in problem.compute[n]]
-    if bad:
-        raise ValueError(f"layout places {bad[:3]} where they cannot run")
-    ev = evaluate(problem, assign)
-    specs = [StageSpec(f"stage{i}", p.unit, nodes_of(p, segs)) for i, p in enumerate(layout)]
-    predict_stages(problem, assign, [s for s in specs if s.nodes])
-    plan = Plan(model="npm layout", input_shape=[], objective="throughput", batch=0,
-                board=None, assignment={}, stages=specs, predicted=pipeline_overheads(problem),
-                solver="npm", optimal=False, solve_time_s=0.0, link_load_s=ev.link_load_s)
-    st = stage_prediction(plan)
-    return dataclasses.replace(ev, latency_s=st["latency_s"], bottleneck_s=st["bottleneck_s"],
+    """A layout's figures (:func:`layout_plan`), as the partitioner's Evaluation."""
+    plan = layout_plan(layout, segs, fabric, problem)
+    ev = evaluate(problem, assignment(layout, segs, fabric, problem))
+    return dataclasses.replace(ev, latency_s=plan.predicted["latency_s"],
+                               bottleneck_s=plan.predicted["bottleneck_s"],
                                bottleneck="stages")
 
 

@@ -23,14 +23,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hwpart.calibration import Calibrator, stage_prediction
+from hwpart.calibration import Calibrator
 from hwpart.devices import Device
 from hwpart.npm.analyse import AnalyseConfig, Analyser
-from hwpart.npm.candidates import Fabric, Layout, Place, candidates, nodes_of, stages_of
-from hwpart.npm.evaluate import assignment, evaluate_moves, select
+from hwpart.npm.candidates import Fabric, Layout, Place, candidates, stages_of
+from hwpart.npm.evaluate import evaluate_moves, layout_plan, move_cost, select
 from hwpart.npm.events import EventLog
 from hwpart.npm.migrate import Watch, migrate, reroute, shadow_check, verify, window_rate
-from hwpart.partition import Plan, StageSpec, predict_stages, unit_kind
+from hwpart.partition import Plan, unit_kind
 from hwpart.runtime import Pipeline, Route
 from hwpart.stages import Segments, compose
 
@@ -65,7 +65,6 @@ class Npm:
         self.watch: Watch | None = None
         self.quiet_until = 0.0
         self.history: list[Any] = []
-        self.moves = 0
         # layouts a verify window rolled back: not tried again for ``taboo_s`` (measured
         # worse than predicted once; the same prediction would pick them again)
         self.taboo: dict[Layout, float] = {}
@@ -104,15 +103,7 @@ class Npm:
     def plan_of(self, layout: Layout) -> Plan:
         """The layout as a plan with per-stage predictions (raw costs: what calibration
         and analysis compare measurements with)."""
-        specs = [StageSpec(f"stage{i}", p.unit, nodes_of(p, self.segs))
-                 for i, p in enumerate(layout)]
-        predict_stages(self.problem, assignment(layout, self.segs, self.fabric, self.problem),
-                       [s for s in specs if s.nodes])
-        plan = Plan(model="npm layout", input_shape=[], objective="throughput",
-                    batch=0, board=None, assignment={}, stages=specs, predicted={},
-                    solver="npm", optimal=False, solve_time_s=0.0)
-        plan.predicted = stage_prediction(plan)
-        return plan
+        return layout_plan(layout, self.segs, self.fabric, self.problem)
 
     def step(self, snap: Any) -> None:
         """One snapshot through the loop (the steps in order)."""
@@ -186,7 +177,6 @@ class Npm:
             boundary, version, down = reroute(self.pipe, mig)  # step 6
             previous, self.layout = self.layout, layout
             self._replan(layout)
-            self.moves += 1
             self.log.add("swapped", f"{kind}: " + ", ".join(
                 f"stage{i} {p.unit}" for i, p in enumerate(layout) if not p.empty),
                 predicted_gain=gain,
@@ -206,10 +196,10 @@ class Npm:
             return
         self.watch = None
         self.quiet_until = snap.t_s + self.cfg.cooldown_s
-        rate = sum(dt * v for dt, v in w.after) / max(1e-9, sum(dt for dt, _ in w.after))
+        rate = w.rate
         detail = {"before_sps": w.before_sps, "after_sps": rate,
                   "predicted_gain": w.predicted_gain}
-        if verdict == "rolled_back" and w.kind != "rollback":
+        if verdict == "rolled_back":  # (a rollback is never watched: see below)
             self.log.add("rolled_back", f"throughput {rate:,.0f}/s after the move vs "
                          f"{w.before_sps:,.0f}/s before: moving back", details=detail)
             self.taboo[self.layout] = snap.t_s + self.cfg.taboo_s
@@ -267,7 +257,5 @@ class Npm:
         return [s.rm for s in getattr(fpga, "_slots", [])]
 
     def _busy_slots_change(self, layout: Layout) -> bool:
-        from hwpart.npm.evaluate import move_cost
-
         return move_cost(self.layout, layout, self.segs, self.fabric, self.problem,
                          self._slot_rms(), 0.0)[2]

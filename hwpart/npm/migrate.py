@@ -96,16 +96,25 @@ class Watch:
     kind: str
     after: list[tuple[float, float]] = field(default_factory=list)  # (interval s, samples/s)
 
+    @property
+    def span_s(self) -> float:
+        return sum(dt for dt, _ in self.after)
+
+    @property
+    def rate(self) -> float:
+        """Mean samples/s over the window so far (0 before any interval)."""
+        span = self.span_s
+        return sum(dt * v for dt, v in self.after) / span if span > 0 else 0.0
+
 
 def verify(watch: Watch, window_s: float, worse: float = 0.10,
            better: float = 0.10) -> str | None:
     """Step 7, the measured half: ``None`` while the window fills, then ``rolled_back``
     (throughput fell by more than ``worse``), ``recovered`` (rose by ``better``) or
     ``verified``."""
-    span = sum(dt for dt, _ in watch.after)
-    if span < window_s:
+    if watch.span_s < window_s:
         return None
-    rate = sum(dt * v for dt, v in watch.after) / span
+    rate = watch.rate
     if watch.before_sps > 0 and rate < (1.0 - worse) * watch.before_sps:
         return "rolled_back"
     if watch.before_sps > 0 and rate >= (1.0 + better) * watch.before_sps:
