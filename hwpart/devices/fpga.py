@@ -512,11 +512,10 @@ class FpgaDevice:
         if self.sim is None:
             return 0.0
         chain = [timing.RmTiming.of_spec(r.spec, self.word_bits) for r in plan.rms]
-        total = timing.stage_time(self.sim.board, chain, n).total_s
-        slot_speed = getattr(self.sim, "slot_speed", {})
-        speeds = [slot_speed.get(k, (1.0, 0.0)) for k in plan.slots]
-        # an injected clock-down / stall (SimBoard.set_slot_speed) is not a time-out
-        return total * max(f for f, _ in speeds) + sum(st for _, st in speeds)
+        st = timing.stage_time(self.sim.board, chain, n)
+        # each slot at its own speed: an injected clock-down / stall is not a time-out
+        return st.dma_in_s + st.dma_out_s + sum(
+            self.sim.slot_rm_s(k, t) for k, t in zip(plan.slots, st.rm_s, strict=True))
 
     def _transfer(self, plan: _Plan, inb: Any, outb: Any, n: int) -> None:
         """Both DMA channels through their public PYNQ API, with our own time-out:

@@ -304,9 +304,7 @@ class SimBoard(pynq.Device):
                         assert rm is not None
                         out, n = rm.process(pkt.data, 8 * self.bus_bytes)
                         rm_s = self.timing.rm_s(rm.spec.cycles(n))
-                        speed = self.slot_speed.get(m - 1)
-                        if speed is not None:  # an injected clock-down / stall (modeled)
-                            rm_s = rm_s * speed[0] + speed[1]
+                        rm_s = self.slot_rm_s(m - 1, rm_s)  # an injected slowdown, if any
                         slot.busy_until = max(t_acc, slot.busy_until) + rm_s
                         slot.processed += 1
                         self.ledger.add_rm(rm_s, n)
@@ -317,6 +315,11 @@ class SimBoard(pynq.Device):
                     moved = True
 
     # ------------------------------------------------------------------ injected slowdowns
+
+    def slot_rm_s(self, k: int, rm_s: float) -> float:
+        """Slot ``k``'s modeled time for RM work of ``rm_s`` at full speed (per packet)."""
+        factor, stall_s = self.slot_speed.get(k, (1.0, 0.0))
+        return rm_s * factor + stall_s
 
     def set_slot_speed(self, k: int, factor: float = 1.0, stall_s: float = 0.0) -> None:
         """Price slot ``k``'s RM time ``factor`` times longer plus ``stall_s`` per packet.
