@@ -1,5 +1,5 @@
 import sys
 
-from hwpart.cli import main
+from hwpart.entry import main
 
 sys.exit(main())

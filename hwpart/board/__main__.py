@@ -1,0 +1,5 @@
+import sys
+
+from hwpart.board.cli import main
+
+sys.exit(main())
