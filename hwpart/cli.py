@@ -131,7 +131,11 @@ def cmd_partition(args: argparse.Namespace) -> int:
         if args.board and args.board != overlay.board.name:
             raise HwpartError(f"--board {args.board} but overlay {args.overlay} was built for "
                               f"{overlay.board.name}")
-    board = load_board(args.board or overlay.board.name) if (args.board or overlay) else None
+    board = load_board(args.board) if args.board else None
+    if overlay is not None:  # measured figures (hwpart board check) replace the estimates
+        from hwpart.costs import overlay_board
+
+        board = overlay_board(overlay, board)
     devices = _devices_arg(args.devices, board)
     if args.cpu == "board":  # the board's Arm cores, modeled; a PYNQ board has no GPU
         if board is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -46,6 +47,7 @@ from hwpart.timing import (
     rm_chain,
     rm_s,
     swaps_needed,
+    with_measured,
 )
 
 #: Layer types the hls4ml PyTorch front end converts (hls4ml 1.3), by our op names.
@@ -438,7 +440,7 @@ def build_problem(lg: LayerGraph, table: CostTable, batch: int, devices: list[st
     host = host or load_host()
     if overlay is not None:
         if board is None:
-            board = load_board(overlay.board.name)
+            board = overlay_board(overlay)
         table = _with_overlay(lg, table, overlay, batch, board)
         if slots is None:
             slots = len(overlay.slots)
@@ -587,6 +589,43 @@ def _with_overlay(lg: LayerGraph, table: CostTable, overlay: Any, batch: int,
                      env=table.env, overhead=table.overhead)
 
 
+def fpga_is_remote() -> bool:
+    """Whether FPGA stages go through a board agent (``--fpga remote://HOST:PORT``, which
+    sets ``HWPART_FPGA``): then every host <-> FPGA crossing also crosses the network."""
+    return os.environ.get("HWPART_FPGA", "").strip().lower().startswith("remote://")
+
+
+def board_figures(overlay: Any, board: Board | None = None,
+                  remote: bool | None = None) -> tuple[Board, list[str]]:
+    """The board an overlay's stages are planned on, and notes on where its figures came from.
+
+    ``boards/NAME.yaml`` gives the estimates; once ``hwpart board check`` has written
+    ``BUNDLE/measured.json`` its measured DMA, configuration-port and link figures replace
+    them (:func:`hwpart.timing.with_measured`). A remote FPGA with no measured link is
+    refused: the network crossing would otherwise be priced as free.
+    """
+    board = board or load_board(overlay.board.name)
+    remote = fpga_is_remote() if remote is None else remote
+    root = Path(overlay.path).parent if getattr(overlay, "path", None) else None
+    measured: dict[str, Any] = {}
+    if root is not None and (root / "measured.json").is_file():
+        from hwpart.board.measured import load_measured
+
+        measured = load_measured(root)
+    try:
+        return with_measured(board, measured, remote)
+    except ValueError as exc:
+        where = root / "measured.json" if root is not None else "the bundle"
+        raise ConfigError(f"{where}: {exc}: the FPGA is remote (--fpga remote://...), so "
+                          "every crossing to it goes over the network; measure the link "
+                          "with `hwpart board link` (or `hwpart board check`) first") from exc
+
+
+def overlay_board(overlay: Any, board: Board | None = None) -> Board:
+    """:func:`board_figures` without the notes."""
+    return board_figures(overlay, board)[0]
+
+
 def auto_devices(board: Board | None = None, overlay: Any = None) -> list[str]:
     """What ``--auto`` plans over: the CPU, the GPU when torch sees one, the FPGA when a
     board or an overlay is given."""
@@ -601,7 +640,7 @@ def auto_table(lg: LayerGraph, batch: int, devices: list[str], board: Board | No
     """The cost table ``--auto`` plans on: CPU/GPU measured at batch 1 and ``batch``; the
     FPGA modeled, unless an overlay brings its RMs' costs."""
     if overlay is not None and board is None:
-        board = load_board(overlay.board.name)
+        board = overlay_board(overlay)
     measured = [d for d in devices if d != "fpga" or overlay is None]
     return profile(lg, sorted({1, batch}), measured, board, **timing)
 
@@ -620,7 +659,7 @@ def auto_plan(lg: LayerGraph, batch: int = 1, objective: str = "throughput",
     """
     devices = devices or auto_devices(board, overlay)
     if overlay is not None and board is None:
-        board = load_board(overlay.board.name)
+        board = overlay_board(overlay)
     if table is None:
         table = auto_table(lg, batch, devices, board, overlay, **timing)
     problem = build_problem(lg, table, batch, devices, board, slots=slots, overlay=overlay,
@@ -651,7 +690,7 @@ def price_plan(lg: LayerGraph, plan: Plan, table: CostTable, batch: int | None =
 
     batch = batch or plan.batch or 1
     if overlay is not None and board is None:
-        board = load_board(overlay.board.name)
+        board = overlay_board(overlay)
     devices = sorted({p.device for p in plan.assignment.values()} | {"cpu"})
     problem = build_problem(lg, table, batch, devices, board, host, overlay=overlay)
     assign = plan_assignment(problem, plan)

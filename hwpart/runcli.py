@@ -160,15 +160,14 @@ def _run_adaptive(lg: LayerGraph, plan: Plan, table: Any, manifest: Any, batch: 
     """``--adapt``/``--scenario``: the plan as runs of segments, the NPM (unless only a
     scenario was asked for: the static baseline), the scenario's events on the run's
     clock (:mod:`hwpart.npm.session`)."""
-    from hwpart.boards import load_board
-    from hwpart.costs import auto_devices, auto_table, build_problem
+    from hwpart.costs import auto_devices, auto_table, build_problem, overlay_board
     from hwpart.npm.loop import NpmConfig
     from hwpart.npm.scenario import load_scenario
     from hwpart.npm.session import run_adaptive
     from hwpart.runtime import devices_for
 
     sc = load_scenario(scenario) if scenario else None
-    board = load_board(manifest.board.name) if manifest is not None else None
+    board = overlay_board(manifest) if manifest is not None else None
     # every device the NPM may move layers to: the plan's, the CPU, the FPGA of an overlay
     kinds = sorted({unit_kind(s.unit) for s in plan.stages} | {"cpu"}
                    | ({"fpga"} if manifest is not None else set()))

@@ -29,7 +29,7 @@ How the hwpart shell moves a batch through an FPGA stage (``hls/``, ``sim/``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hwpart.boards import Board
@@ -143,3 +143,79 @@ def chain_slots(slots: Sequence[int], count: int, total: int) -> list[int]:
     if len(slots) == count:
         return list(slots)
     return [(slots[0] + i) % total for i in range(count)]
+
+
+# --------------------------------------------------------------------------- measured figures
+
+
+@dataclass(frozen=True)
+class NetLink:
+    """The host <-> board-agent link, as measured (``hwpart board check``/the host).
+
+    A remote FPGA stage is one request and one reply per batch (the board agent,
+    :mod:`hwpart.board`), each stored in full before it moves on: the request
+    crosses the network, then the DMA; the reply the DMA, then the network. So
+    per direction the two are in series: half the round trip plus bytes over
+    the network's bandwidth, then the DMA's own latency plus bytes over its.
+    """
+
+    rtt_s: float
+    bandwidth_Bps: float
+
+    def __post_init__(self) -> None:
+        if not (self.rtt_s >= 0 and self.bandwidth_Bps > 0):
+            raise ValueError(f"a link needs rtt_s >= 0 and bandwidth_Bps > 0, got {self}")
+
+
+def remote_board(board: Board, net: NetLink) -> Board:
+    """``board`` as a host across ``net`` sees it: the DMA figures of each direction become
+    the network and the DMA in series (see :class:`NetLink`), so every function here --
+    and the partitioner's host <-> FPGA link -- prices the network crossing with them."""
+    dma = board.dma
+    bw = 1.0 / (1.0 / (dma.bandwidth_mb_s * 1e6) + 1.0 / net.bandwidth_Bps)
+    return replace(board, dma=replace(dma, bandwidth_mb_s=bw / 1e6,
+                                      latency_us=dma.latency_us + net.rtt_s / 2 * 1e6))
+
+
+def with_measured(board: Board, measured: dict[str, Any],
+                  remote: bool = False) -> tuple[Board, list[str]]:
+    """``board`` with the figures ``hwpart board check`` measured (the sections of
+    ``BUNDLE/measured.json``, :func:`hwpart.board.measured.load_measured`) in place of the
+    YAML's estimates, and notes saying which figures changed and where they came from (a
+    check on the simulated board measures the *model*, and is labelled so).
+
+    ``remote``: the FPGA is driven through the board agent, so the measured host <-> agent
+    link is priced too (:func:`remote_board`); a remote plan with no measured link would
+    price the network crossing as free, so that raises ``ValueError`` instead.
+    """
+    notes: list[str] = []
+
+    def section(name: str) -> tuple[dict[str, Any], str]:
+        s = measured.get(name) or {}
+        data = s.get("data") if isinstance(s.get("data"), dict) else {}
+        sim = " on the simulated board (modeled, not a board measurement)" if s.get(
+            "simulated") else ""
+        return data, f"{s.get('source', 'hwpart board check')}{sim}, {s.get('utc', '')}".rstrip(", ")
+
+    dma, src = section("dma")
+    if dma.get("bandwidth_Bps") and dma.get("latency_s") is not None:
+        board = replace(board, dma=replace(board.dma,
+                                           bandwidth_mb_s=float(dma["bandwidth_Bps"]) / 1e6,
+                                           latency_us=float(dma["latency_s"]) * 1e6))
+        notes.append(f"DMA {float(dma['bandwidth_Bps']) / 1e6:.0f} MB/s, "
+                     f"{float(dma['latency_s']) * 1e6:.1f} us per transfer: {src}")
+    pr, src = section("pr")
+    if pr.get("config_port_Bps"):
+        port = float(pr["config_port_Bps"])
+        board = replace(board, config_port=replace(board.config_port,
+                                                   throughput_mb_s=port / 1e6))
+        notes.append(f"config port {port / 1e6:.0f} MB/s: {src}")
+    if remote:
+        link, src = section("link")
+        if not (link.get("bandwidth_Bps") and link.get("rtt_s") is not None):
+            raise ValueError("no measured host <-> board link")
+        net = NetLink(float(link["rtt_s"]), float(link["bandwidth_Bps"]))
+        board = remote_board(board, net)
+        notes.append(f"link {net.bandwidth_Bps / 1e6:.0f} MB/s, round trip "
+                     f"{net.rtt_s * 1e6:.0f} us: {src}")
+    return board, notes
