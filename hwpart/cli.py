@@ -356,8 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Modules that add their own subcommands through ``register_cli(subparsers)``:
-#: ``run``/``devices`` live with the runtime, ``overlay`` with the overlay builder.
-PLUGIN_MODULES = ("hwpart.runcli", "hwpart.overlay")
+#: ``run``/``devices`` live with the runtime, ``overlay`` with the overlay builder,
+#: ``deploy`` (SSH to a PYNQ board) on its own.
+PLUGIN_MODULES = ("hwpart.runcli", "hwpart.overlay", "hwpart.deploy")
 
 
 def _add_plugin_commands(sub: Any) -> None:
