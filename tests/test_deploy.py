@@ -383,3 +383,91 @@ def test_targets():
 def test_not_a_bundle(tmp_path):
     with pytest.raises(DeployError, match="no manifest.yaml"):
         load_bundle_info(tmp_path)
+
+
+# --------------------------------------------------------------------------- board install
+
+
+def _bit(part: str, data: bytes, design: str = "shell") -> bytes:
+    """A .bit file as Vivado writes it: preamble, tagged a-d text fields, e + data."""
+    import struct
+
+    def field(tag: bytes, text: str) -> bytes:
+        raw = text.encode() + b"\0"
+        return tag + struct.pack(">H", len(raw)) + raw
+
+    head = struct.pack(">H", 9) + bytes([0x0F, 0xF0] * 4 + [0]) + struct.pack(">H", 1)
+    head += field(b"a", f"{design};UserID=0XFFFFFFFF;Version=2022.1") + field(b"b", part)
+    head += field(b"c", "2026/01/01") + field(b"d", "12:00:00")
+    return head + b"e" + struct.pack(">I", len(data)) + data
+
+
+def _real_format_bundle(root: Path, partial_part: str = "7z020clg400") -> Path:
+    """A deployed folder whose bitstreams have Vivado's .bit format (content made up)."""
+    from hwpart.board.manifest import FILENAME, BoardManifest, BoardRM, sha256_file
+
+    root.mkdir(parents=True)
+    rng = __import__("numpy").random.default_rng(0)
+    (root / "shell.bit").write_bytes(_bit("7z020clg400", rng.bytes(4096)))
+    (root / "partials").mkdir()
+    for k in (0, 1):
+        (root / f"partials/slot{k}_fc1.bit").write_bytes(
+            _bit(partial_part, rng.bytes(1024), f"slot{k}_fc1"))
+    for p in ["shell.hwh", "partials/slot0_fc1.hwh", "partials/slot1_fc1.hwh"]:
+        (root / p).write_text("<hwh/>")
+    files = {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    m = BoardManifest("jet_z2", "pynq-z2", "shell.bit", 2, 0x43C00000, [0x43C01000, 0x43C02000],
+                      64, [BoardRM("fc1", 1, 32, 32, {0: "partials/slot0_fc1.bit",
+                                                       1: "partials/slot1_fc1.bit"})], files)
+    (root / FILENAME).write_text(json.dumps(m.to_json()))
+    return root
+
+
+def test_install_preloads_partials_as_pynq_would_convert_them(tmp_path):
+    """The .bin written for the FPGA manager is byte-for-byte what PYNQ's own bit2bin makes."""
+    from pynq.pl_server.embedded_device import bit2bin
+
+    from hwpart.board.install import install
+
+    d = _real_format_bundle(tmp_path / "b")
+    rep = install(d, firmware_dir=tmp_path / "fw")
+    assert rep["simulated"] is False and "2 partials converted" in rep["preload"]
+    for k in (0, 1):
+        rel = f"partials/slot{k}_fc1.bit"
+        out = tmp_path / "fw" / f"slot{k}_fc1.bin"
+        assert out.read_bytes() == bit2bin((d / rel).read_bytes())
+        assert rep["partials"][rel]["bin"] == str(out)
+        assert rep["partials"][rel]["part"] == "7z020clg400"
+    assert json.loads((d / "preloaded.json").read_text())["partials"] == rep["partials"]
+
+
+def test_install_refuses_a_partial_for_another_part(tmp_path):
+    from hwpart.board.install import InstallError, install
+
+    d = _real_format_bundle(tmp_path / "b", partial_part="xczu7ev-ffvc1156-2-e")
+    with pytest.raises(InstallError) as ei:
+        install(d, firmware_dir=tmp_path / "fw")
+    assert "slot0_fc1.bit" in str(ei.value) and "xczu7ev" in str(ei.value)
+
+
+def test_install_without_root_verifies_and_says_it_did_not_preload(tmp_path, monkeypatch):
+    import hwpart.board.install as inst
+
+    d = _real_format_bundle(tmp_path / "b")
+    monkeypatch.setattr(inst, "_writable", lambda p: False)
+    rep = inst.install(d)
+    assert rep["verified_files"] == 6 and rep["preload"].startswith("not done")
+
+
+def test_install_of_a_folder_without_board_json(tmp_path):
+    from hwpart.board.cli import main
+
+    assert main(["install", str(tmp_path)]) == 2
+
+
+def test_device_of_parts():
+    from hwpart.board.install import device_of
+
+    assert device_of("xc7z020clg400-1") == device_of("7z020clg400") == "7z020"
+    assert device_of("xczu7ev-ffvc1156-2-e") == "zu7ev"
+    assert device_of("xck26-sfvc784-2LV-c") == "k26"
