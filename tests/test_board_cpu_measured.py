@@ -1,0 +1,105 @@
+"""The board CPU's per-layer costs measured with numpy (hwpart.board.cpucost).
+
+The kernels must compute each layer, not imitate its cost: each is checked
+against torch on the example models' captured activations. Then the timing
+writes a ``board_cpu`` section with its source into measured.json. The board is
+this machine here (the source says so: its architecture, Python and numpy).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hwpart.board import cpucost
+from hwpart.boardcpu import export_cost_input
+from hwpart.costs import capture_values
+from hwpart.errors import ConfigError
+from hwpart.graph import load_graph
+
+MODELS = [("jet_tagger", "16"), ("small_cnn", "3,16,16"), ("resnet_block", "3,16,16"),
+          ("inception_block", "3,16,16")]
+
+
+@pytest.mark.parametrize("model,shape", MODELS)
+def test_numpy_kernels_compute_the_layers(model, shape, tmp_path):
+    lg = load_graph(f"host/models.py:{model}", shape)
+    f = export_cost_input(lg, tmp_path / "in.npz", [1, 4])
+    meta, params = cpucost.load_cost_input(f)
+    x = lg.example_input(batch=3, seed=1)
+    names = lg.compute_nodes
+    ins, outs = capture_values(lg, x, inputs=names, outputs=names)
+    checked = []
+    for layer in meta["layers"]:
+        if layer.get("unsupported"):
+            continue
+        args, _ = ins[layer["name"]]
+        xs = [a.numpy() for a in _tensors(args)]
+        got = cpucost.run_layer(layer, xs, params.get(layer["name"], {}))
+        want = outs[layer["name"]].numpy()
+        assert got.shape == want.shape, layer["name"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=layer["name"])
+        checked.append(layer["op"])
+    # every layer of these models has a kernel
+    assert [la["name"] for la in meta["layers"] if la.get("unsupported")] == []
+    assert len(checked) == len(names)
+
+
+def _tensors(args):
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from _tensors(a)
+
+
+def test_measure_writes_board_cpu_with_its_source(tmp_path):
+    from hwpart.board.measured import load_measured
+
+    lg = load_graph("host/models.py:small_cnn", "3,16,16")
+    f = export_cost_input(lg, tmp_path / "cost_input.npz", [1, 8])
+    data = cpucost.measure(tmp_path, f, repeats=3)
+    sec = load_measured(tmp_path)["board_cpu"]
+    assert sec["data"]["times"] == data["times"]
+    assert set(data["times"]) == set(lg.compute_nodes)
+    assert all(set(by) == {"1", "8"} and all(v > 0 for v in by.values())
+               for by in data["times"].values())
+    assert "measured on this machine" in sec["source"] and "numpy" in sec["source"]
+    assert sec["simulated"] is False
+    text = cpucost.report(data)
+    assert "_0" in text and "b8" in text
+
+
+def test_unsupported_layers_are_listed_not_timed(tmp_path):
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.nn.functional.gelu(self.fc(x)) * 2.0
+
+    from hwpart.graph import capture
+
+    lg = capture(M(), (4,), name="m")
+    f = export_cost_input(lg, tmp_path / "in.npz", [2])
+    meta, params = cpucost.load_cost_input(f)
+    data = cpucost.time_layers(meta, params, [2], repeats=3)
+    assert "fc" in data["times"]
+    assert set(data["unsupported"]) == set(lg.compute_nodes) - {"fc"}
+    assert "not timed" in cpucost.report(data)
+
+
+def test_bad_cost_input_is_one_line(tmp_path):
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="x.npz: not a hwpart cost input"):
+        cpucost.load_cost_input(bad)
+    np.savez(tmp_path / "y.npz", __meta__=np.array(json.dumps({"format": "other"})))
+    with pytest.raises(ConfigError, match="field 'format'"):
+        cpucost.load_cost_input(tmp_path / "y.npz")
+    with pytest.raises(ConfigError, match="no cost input"):
+        cpucost.load_cost_input(tmp_path / "none.npz")
