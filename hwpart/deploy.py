@@ -583,6 +583,8 @@ class Options:
     board_name: str | None = None
     sudo_password: str | None = None
     cost_input: Path | None = None
+    keys: Path | None = None  # `hwpart board keys DIR`: the agent's files go to DEST/keys
+    model: str | None = None  # the model spec, for the printed host command
 
 
 def dest_for(info: BundleInfo, dest: str | None, home: str = "~") -> str:
@@ -608,6 +610,9 @@ def steps(info: BundleInfo, target: Target, opt: Options, files: dict[str, str],
     ]
     if opt.cost_input is not None:
         out.append(f"copy the board-CPU cost input {opt.cost_input.name} to {dest}/")
+    if opt.keys is not None:
+        out.append(f"copy the agent's keys from {opt.keys} ({', '.join(agent_key_files(opt.keys))}) "
+                   f"to {dest}/keys/ (secret: mode 600; the host's secret stays here)")
     if opt.install == "site":
         out.append(f"pip install --no-deps --no-index the wheel into {python}'s environment "
                    "(with sudo when that is root's, as PYNQ's venv is)")
@@ -707,6 +712,12 @@ def _deploy(remote: Remote, info: BundleInfo, opt: Options, board_json: Path,
     remote.put(wheel, rwheel)
     if opt.cost_input is not None:
         remote.put(opt.cost_input, f"{dest}/{opt.cost_input.name}")
+    if opt.keys is not None:
+        remote.makedirs(f"{dest}/keys/authorized")
+        for rel in agent_key_files(opt.keys):
+            remote.put(opt.keys / rel, f"{dest}/keys/{rel}")
+            if rel.endswith("_secret"):
+                remote.sftp.chmod(f"{dest}/keys/{rel}", 0o600)
     say(f"copied {len(files) + 2} files and {wheel.name} to {host}:{dest} "
         f"({time.perf_counter() - t0:.1f} s)")
 
@@ -751,6 +762,22 @@ def _deploy(remote: Remote, info: BundleInfo, opt: Options, board_json: Path,
         raise DeployError(f"{host}: hwpart board install refused the bundle: {_last(err, out)}")
     _next_steps(info, remote.target, dest, opt, say)
     return 0
+
+
+def _login(target: Target) -> str:
+    return f"{target.user}@{target.host}" if target.user else target.host
+
+
+def agent_key_files(keys: Path) -> list[str]:
+    """What of ``hwpart board keys DIR`` the board needs: the agent's pair and the public keys
+    it lets in (never the host's secret)."""
+    need = ["server.key", "server.key_secret"]
+    missing = [n for n in need if not (keys / n).is_file()]
+    auth = sorted(f"authorized/{p.name}" for p in (keys / "authorized").glob("*.key"))
+    if missing or not auth:
+        raise DeployError(f"--keys {keys}: missing {missing or ['authorized/*.key']}; make them "
+                          f"with `hwpart board keys {keys}`")
+    return need + auth
 
 
 def _find_python(remote: Remote) -> str:
@@ -802,20 +829,29 @@ def _next_steps(info: BundleInfo, target: Target, dest: str, opt: Options,
                 say: Callable[[str], None]) -> None:
     q = shlex.quote
     run = f"sudo {q(dest + '/' + LAUNCHER)}"
-    model = info.model or "MODEL.py:factory"
+    model = opt.model or (f"MODEL.py:{info.model}" if info.model else "MODEL.py:factory")
     shape = ",".join(map(str, info.input_shape)) if info.input_shape else "SHAPE"
     cost = (f" --cost-input {q(dest + '/' + opt.cost_input.name)}"
             if opt.cost_input is not None else "")
+    keys = f"{dest}/keys" if opt.keys is not None else "KEYS_DIR"
+    client = (opt.keys / "client.key_secret") if opt.keys is not None else "KEYS_DIR/client.key_secret"
+    port = 7970  # hwpart.board.agent.DEFAULT_PORT (not imported: the agent needs pyzmq)
     say("")
-    say("next, on the board (ssh " + str(target) + "):")
-    say(f"  {run} check {q(dest)}{cost}          # measure DMA, PR swaps, the link; write them "
-        "into the bundle")
-    say(f"  {run} serve {q(dest)}              # the board agent (binds localhost; keys: see "
-        "docs/deploy.md)")
-    say("then, on the host:")
+    login = f"ssh{f' -p {target.port}' if target.port else ''} {_login(target)}"
+    say(f"next, on the board ({login}):")
+    say(f"  {run} check {q(dest)}{cost}")
+    say("      # measures DMA, PR swaps" + (" and the board CPU's layers" if cost else "")
+        + "; writes measured.json (copy it back into the host's bundle)")
+    say(f"  scp {f'-P {target.port} ' if target.port else ''}{_login(target)}:{q(dest)}/measured.json "
+        f"{q(str(info.root))}/   # on the host: the planner reads the bundle's measured.json")
+    say(f"  {run} serve {q(dest)} --keys {q(keys)}")
+    say(f"      # the board agent, on 127.0.0.1:{port} of the board")
+    say("then, on the host (the agent listens on the board's loopback; an SSH tunnel reaches it):")
+    say(f"  ssh -N -L {port}:127.0.0.1:{port}{f' -p {target.port}' if target.port else ''} "
+        f"{_login(target)} &")
     say(f"  hwpart run {model} --input-shape {shape} --auto --overlay {info.root} "
-        f"--fpga remote://{target.host}:PORT --key KEYFILE")
-    say("(figures stay estimates until `board check` has run: docs/deploy.md)")
+        f"--fpga remote://127.0.0.1:{port} --key {client}")
+    say("(until `board check` has run, DMA, PR and board-CPU figures are estimates: docs/deploy.md)")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -839,13 +875,15 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--firmware-dir", help="where the board writes the partials' .bin "
                                           "(default /lib/firmware/hwpart/NAME, needs root)")
     p.add_argument("--wheel", help="a hwpart wheel to install (default: build one here)")
-    p.add_argument("--model", help="with --input-shape-less bundles: MODEL spec whose layers the "
-                                   "board CPU is timed on by `board check --cost-input` "
-                                   "(path/to/file.py:factory)")
+    p.add_argument("--model", help="the bundle's model (path/to/file.py:factory): its layers go "
+                                   "to the board as cost_input.npz, for `board check "
+                                   "--cost-input` to time on the board's CPU")
     p.add_argument("--input-shape", help="per-sample input shape for --model (default: the "
                                          "bundle's)")
     p.add_argument("--batch", default="1,64,256",
                    help="batch sizes of the board-CPU cost input (default 1,64,256)")
+    p.add_argument("--keys", help="folder from `hwpart board keys DIR`: copy the agent's key pair "
+                                  "and authorized/ to DEST/keys")
     p.add_argument("--board-name", help="the board's PYNQ name when the image does not say it "
                                         "(pynq-z2, kv260, zcu104)")
     p.add_argument("--allow-pynq-mismatch", action="store_true",
@@ -874,7 +912,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                       preload=not args.no_preload, firmware_dir=args.firmware_dir,
                       wheel=Path(args.wheel) if args.wheel else None,
                       allow_pynq_mismatch=args.allow_pynq_mismatch, board_name=args.board_name,
-                      sudo_password=sudo_pw, cost_input=cost)
+                      sudo_password=sudo_pw, cost_input=cost,
+                      keys=Path(args.keys) if args.keys else None, model=args.model)
 
         def dial(t: Target) -> Remote:
             return connect(t, identity=args.identity, known_hosts=args.known_hosts,

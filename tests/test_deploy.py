@@ -179,10 +179,30 @@ def _opts(**kw) -> Options:
 
 
 @pytest.fixture(scope="module")
-def deployed(server, keys, bundle, wheel, board_home):
+def agent_keys(tmp_path_factory):
+    pytest.importorskip("zmq")
+    from hwpart.board.keys import generate
+
+    d = tmp_path_factory.mktemp("agentkeys") / "k"
+    generate(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def cost_input(tmp_path_factory):
+    from hwpart.boardcpu import export_cost_input
+    from hwpart.graph import load_graph
+
+    f = tmp_path_factory.mktemp("cost") / "cost_input.npz"
+    return export_cost_input(load_graph("host/models.py:jet_tagger", "16"), f, [1, 8])
+
+
+@pytest.fixture(scope="module")
+def deployed(server, keys, bundle, wheel, board_home, agent_keys, cost_input):
     lines: list[str] = []
-    rc = run_deploy(bundle, _target(server), _opts(wheel=wheel), connect_fn=_dial(server, keys),
-                    say=lines.append)
+    rc = run_deploy(bundle, _target(server),
+                    _opts(wheel=wheel, keys=agent_keys, cost_input=cost_input),
+                    connect_fn=_dial(server, keys), say=lines.append)
     return rc, lines, board_home / "hwpart" / "jet_zcu104"
 
 
@@ -214,6 +234,32 @@ def test_deploy_copies_installs_and_verifies(deployed, bundle, server):
         env={**os.environ, "PYTHONPATH": str(dest / "lib")}, capture_output=True, text=True,
         cwd=dest)
     assert where.stdout.strip().startswith(str(dest / "lib")), where
+
+
+def test_deploy_carries_agent_keys_but_not_the_hosts_secret(deployed):
+    rc, lines, dest = deployed
+    assert (dest / "keys/server.key_secret").stat().st_mode & 0o777 == 0o600
+    assert (dest / "keys/server.key").is_file() and (dest / "keys/authorized/client.key").is_file()
+    assert not (dest / "keys/client.key_secret").exists()
+    text = "\n".join(lines)
+    assert f"serve {dest} --keys {dest}/keys" in text and "ssh -N -L 7970:127.0.0.1:7970" in text
+
+
+def test_board_cpu_measured_by_the_deployed_copy(deployed):
+    """The cost input went with the bundle; the board's own hwpart times it with numpy."""
+    from hwpart.board.measured import load_measured
+
+    rc, lines, dest = deployed
+    assert f"--cost-input {dest}/cost_input.npz" in "\n".join(lines)
+    r = subprocess.run([sys.executable, "-m", "hwpart.board.cpucost", str(dest), "--cost-input",
+                        str(dest / "cost_input.npz"), "--repeats", "3"],
+                       env={**os.environ, "PYTHONPATH": str(dest / "lib")}, cwd=dest,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sec = load_measured(dest)["board_cpu"]
+    assert set(sec["data"]["times"]) == {f"_{i}" for i in range(8)}
+    assert sec["data"]["batch_sizes"] == [1, 8]
+    assert "measured on zcu104" in sec["source"]  # board.json's board; the machine is named too
 
 
 def test_tampered_file_is_refused_on_the_board(deployed, server, keys):
