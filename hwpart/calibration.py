@@ -46,13 +46,28 @@ class Factor:
     predicted_s: float = 0.0
 
 
+#: What a factor measures. ``service``: the device's own account of a batch (the
+#: board's modeled timeline on a simulated board): what predictions are checked against
+#: and what a calibrated cost table carries to another run. ``occupancy``: the time the
+#: stage's worker is held by the device call, lock waits left out -- at least the service,
+#: plus whatever the host spends around it (PYNQ's driver calls; on a simulated board the
+#: simulator's own work). That is what bounds the pipeline's throughput in *this* run, so
+#: it is what the re-allocator decides on.
+SIGNALS = ("service", "occupancy")
+
+
 @dataclass
 class Calibrator:
     """Feed it monitor snapshots (``Monitor.subscribe(cal.update)`` and the final one)."""
 
     plan: Plan
+    signal: str = "service"  # see SIGNALS
     factors: dict[str, Factor] = field(default_factory=dict)
-    _prev: dict[str, tuple[int, float]] = field(default_factory=dict)  # stage -> (samples, service)
+    _prev: dict[str, tuple[int, float]] = field(default_factory=dict)  # stage -> (samples, measured)
+
+    def __post_init__(self) -> None:
+        if self.signal not in SIGNALS:
+            raise ValueError(f"calibration signal {self.signal!r}: use one of {SIGNALS}")
 
     def update(self, snap: Snapshot) -> None:
         predicted = {s.name: s.predicted_s for s in self.plan.stages}
@@ -61,6 +76,8 @@ class Calibrator:
             if not pred or st.service_per_sample_s is None or not st.samples:
                 continue
             service = st.service_per_sample_s * st.samples  # cumulative, seconds
+            if self.signal == "occupancy":
+                service = max(service, st.host_s - st.lock_wait_s)
             s0, v0 = self._prev.get(st.name, (0, 0.0))
             self._prev[st.name] = (st.samples, service)
             n = st.samples - s0
@@ -73,7 +90,7 @@ class Calibrator:
             f.ratio = f.measured_s / f.predicted_s
             f.samples += n
             f.intervals += 1
-            f.modeled = st.service_modeled
+            f.modeled = st.service_modeled and self.signal == "service"
 
     def ratio(self, stage: str) -> float:
         f = self.factors.get(stage)

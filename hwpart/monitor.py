@@ -160,6 +160,7 @@ class StageSnapshot:
     service_modeled: bool = False
     lock_wait_s: float = 0.0  # total, waiting for the device's locks (shared DMA, slots)
     queue_wait_s: float = 0.0  # total, blocked on the input or output queue
+    host_s: float = 0.0  # total wall time in the device's run (lock waits included)
 
 
 @dataclass
@@ -322,7 +323,7 @@ class Monitor:
                                                 st.min_s if st.batches else None),
                 service_per_sample_s=st.service_s / sampled if sampled else None,
                 service_modeled=st.service_modeled, lock_wait_s=st.lock_wait_s,
-                queue_wait_s=st.queue_wait_s,
+                queue_wait_s=st.queue_wait_s, host_s=busy,
             ))
             new_prev.stages[st.name] = (counts, sampled, busy)
         devices: dict[str, dict[str, float | None]] = {}

@@ -110,12 +110,15 @@ def layout_plan(layout: Layout, segs: Segments, fabric: Fabric, problem: Problem
 
 
 def unit_factors(layout: Layout, stage_ratios: Mapping[str, float], segs: Segments,
-                 fabric: Fabric, problem: Problem) -> dict[str, float]:
+                 fabric: Fabric, problem: Problem,
+                 prior: Mapping[str, float] | None = None) -> dict[str, float]:
     """Per problem unit, the factor on its compute that makes the stage running there take
     what was measured (a stage's service is its compute plus the transfers its device
     makes; a departure is put on the compute: a slower clock, a busier core). A chained
-    FPGA stage's factor applies to each of its slots."""
-    out: dict[str, float] = {}
+    FPGA stage's factor applies to each of its slots. ``prior``: factors measured earlier
+    on units no stage of ``layout`` runs on now (the loop's memory); what is measured now
+    wins."""
+    out: dict[str, float] = dict(prior or {})
     assign = assignment(layout, segs, fabric, problem)
     plan = layout_plan(layout, segs, fabric, problem)
     for i, (p, spec) in enumerate(zip(layout, plan.stages, strict=True)):
@@ -128,6 +131,15 @@ def unit_factors(layout: Layout, stage_ratios: Mapping[str, float], segs: Segmen
         slots = unit_slots(p.unit)
         for u in ([f"fpga{k}" for k in slots] if slots else [p.unit]):
             out[u] = f
+    # A slot no stage has measured is on the same board, behind the same host and
+    # driver, as the measured ones: price it like the best of them, not at the bare
+    # model (on a simulated board that model leaves out the simulator's host time,
+    # so every unmeasured slot would look faster than any measured one).
+    seen = [f for u, f in out.items() if u.startswith("fpga")]
+    if seen:
+        for u in problem.units:
+            if u.is_slot and u.name not in out:
+                out[u.name] = min(seen)
     return out
 
 
@@ -174,9 +186,10 @@ def move_cost(now: Layout, new: Layout, segs: Segments, fabric: Fabric, problem:
 def evaluate_moves(moves: Sequence[Move], now: Layout, segs: Segments, fabric: Fabric,
                    problem: Problem, stage_ratios: Mapping[str, float],
                    slot_rm: Sequence[str | None], horizon_s: float = 5.0,
-                   drain_s: float = 0.01) -> tuple[float, list[Priced]]:
+                   drain_s: float = 0.01,
+                   prior: Mapping[str, float] | None = None) -> tuple[float, list[Priced]]:
     """Step 3: (current calibrated throughput, every candidate priced)."""
-    cal = calibrated(problem, unit_factors(now, stage_ratios, segs, fabric, problem))
+    cal = calibrated(problem, unit_factors(now, stage_ratios, segs, fabric, problem, prior))
     t_now = price(now, segs, fabric, cal).throughput_sps
     out = []
     for mv in moves:

@@ -27,10 +27,10 @@ from hwpart.calibration import Calibrator
 from hwpart.devices import Device
 from hwpart.npm.analyse import AnalyseConfig, Analyser
 from hwpart.npm.candidates import Fabric, Layout, Place, candidates, stages_of
-from hwpart.npm.evaluate import evaluate_moves, layout_plan, move_cost, select
+from hwpart.npm.evaluate import evaluate_moves, layout_plan, move_cost, select, unit_factors
 from hwpart.npm.events import EventLog
 from hwpart.npm.migrate import Watch, migrate, reroute, shadow_check, verify, window_rate
-from hwpart.partition import Plan, unit_kind
+from hwpart.partition import Plan, unit_kind, unit_slots
 from hwpart.runtime import Pipeline, Route
 from hwpart.stages import Segments, compose
 
@@ -44,6 +44,10 @@ class NpmConfig:
     horizon_s: float = 5.0  # what a move's gain is counted over, against its cost
     tol: float = 0.05  # shadow check: max abs error against the float model
     taboo_s: float = 30.0  # a rolled-back layout is not tried again for this long
+    # once every stage has been measured this long, decide once on the measured costs:
+    # a plan made on profiles (or a board's model) may be wrong from the start, and no
+    # departure from a baseline would ever show it. None: only departures trigger.
+    settle_s: float | None = 1.0
     analyse: AnalyseConfig | None = None
 
 
@@ -59,7 +63,7 @@ class Npm:
         self.probe, self.reference, self.plain = probe, reference, tuple(plain)
         self.layout = layout
         self.plan = self.plan_of(layout)
-        self.cal = Calibrator(self.plan)
+        self.cal = Calibrator(self.plan, signal="occupancy")
         self.analyser = Analyser(self.plan, self.cfg.analyse)
         self.down: set[str] = set()
         self.watch: Watch | None = None
@@ -68,6 +72,11 @@ class Npm:
         # layouts a verify window rolled back: not tried again for ``taboo_s`` (measured
         # worse than predicted once; the same prediction would pick them again)
         self.taboo: dict[Layout, float] = {}
+        # unit -> (factor, when): what each unit was last measured at, so a layout left
+        # behind (moved off, rolled back) is priced on what it did, not on the bare
+        # profile, until the memory is ``taboo_s`` old and the unit may be tried again
+        self.memory: dict[str, tuple[float, float]] = {}
+        self.settled = self.cfg.settle_s is None
         self._q: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()  # layout changes: the loop and fault callbacks
@@ -123,9 +132,23 @@ class Npm:
         if self.watch is not None:
             self._verify(snap)
             return
+        if not self.settled and self._measured_for(self.cfg.settle_s or 0.0):
+            self.settled = True
+            self.log.add("detected", "warm-up over: deciding on measured costs (" + ", ".join(
+                f"{n} x{f.ratio:.2f}" for n, f in sorted(self.cal.factors.items())) + ")",
+                details={"kind": "settle", "signal": self.cal.signal})
+            self.decide(snap)
+            return
         # new findings, or ones still active once a cooldown is over: decide (again)
         if (findings or self.analyser.active) and snap.t_s >= self.quiet_until:
             self.decide(snap)
+
+    def _measured_for(self, seconds: float) -> bool:
+        """Whether every busy stage of the layout has calibrated intervals over ``seconds``."""
+        need = [f"stage{i}" for i, p in enumerate(self.layout) if not p.empty]
+        per = self.history[-1].interval_s if self.history else 0.0
+        return all((f := self.cal.factors.get(n)) is not None and f.intervals * per >= seconds
+                   for n in need)
 
     def decide(self, snap: Any) -> None:
         """Steps 2-4, then 5-6 for the selected move."""
@@ -140,7 +163,8 @@ class Npm:
             slot_rm = self._slot_rms()
             t_now, priced = evaluate_moves(moves, self.layout, self.segs, self.fabric,  # 3
                                            self.problem, ratios, slot_rm,
-                                           horizon_s=self.cfg.horizon_s)
+                                           horizon_s=self.cfg.horizon_s,
+                                           prior=self._remembered(snap.t_s))
             best = select(priced, self.cfg.margin)  # step 4
             if best is None:
                 top = max(priced, key=lambda p: p.gain)
@@ -199,6 +223,7 @@ class Npm:
         rate = w.rate
         detail = {"before_sps": w.before_sps, "after_sps": rate,
                   "predicted_gain": w.predicted_gain}
+        self._remember(snap.t_s)  # what the new layout did in its window
         if verdict == "rolled_back":  # (a rollback is never watched: see below)
             self.log.add("rolled_back", f"throughput {rate:,.0f}/s after the move vs "
                          f"{w.before_sps:,.0f}/s before: moving back", details=detail)
@@ -236,11 +261,25 @@ class Npm:
 
     # ------------------------------------------------------------------ helpers
 
+    def _remember(self, t_s: float) -> None:
+        """Keep what the current layout's units measure, for when they are left behind."""
+        ratios = {name: f.ratio for name, f in self.cal.factors.items()}
+        used = {u for i, p in enumerate(self.layout) if not p.empty and f"stage{i}" in ratios
+                for u in ([f"fpga{k}" for k in unit_slots(p.unit)] or [p.unit])}
+        for u, f in unit_factors(self.layout, ratios, self.segs, self.fabric,
+                                 self.problem).items():
+            if u in used:  # measured now, not filled in for an idle slot
+                self.memory[u] = (f, t_s)
+
+    def _remembered(self, t_s: float) -> dict[str, float]:
+        self._remember(t_s)
+        return {u: f for u, (f, t) in self.memory.items() if t_s - t < self.cfg.taboo_s}
+
     def _replan(self, layout: Layout) -> None:
         self.plan = self.plan_of(layout)
         self.analyser.replan(self.plan)
         old = self.cal
-        self.cal = Calibrator(self.plan)
+        self.cal = Calibrator(self.plan, signal="occupancy")
         for st in self.plan.stages:  # unchanged stages keep what they learned
             f = old.factors.get(st.name)
             if f is not None and f.device == unit_kind(st.unit) and any(
