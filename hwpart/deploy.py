@@ -660,18 +660,19 @@ def run_deploy(bundle: str | Path, target_text: str, opt: Options, dry_run: bool
             for rel in ["manifest.yaml", *sorted(files)]:
                 say(f"      {rel}  ({info.size(rel) if rel != 'manifest.yaml' else (info.root / rel).stat().st_size} B)")
             return 0
-        wheel = opt.wheel or build_wheel(tmpd / "dist")
-        if not wheel.is_file():
-            raise DeployError(f"--wheel {wheel}: no such file")
+        if opt.wheel is not None and not opt.wheel.is_file():
+            raise DeployError(f"--wheel {opt.wheel}: no such file")
         remote = (connect_fn or connect)(target)
         try:
-            return _deploy(remote, info, opt, bj, files, wheel, say)
+            return _deploy(remote, info, opt, bj, files,
+                           lambda: opt.wheel or build_wheel(tmpd / "dist"), say)
         finally:
             remote.close()
 
 
 def _deploy(remote: Remote, info: BundleInfo, opt: Options, board_json: Path,
-            files: dict[str, str], wheel: Path, say: Callable[[str], None]) -> int:
+            files: dict[str, str], get_wheel: Callable[[], Path],
+            say: Callable[[str], None]) -> int:
     host = remote.label
     python = opt.python or _find_python(remote)
     dest0 = opt.dest or f"~/hwpart/{info.name}"
@@ -690,6 +691,7 @@ def _deploy(remote: Remote, info: BundleInfo, opt: Options, board_json: Path,
                           "the simulated board's stand-in bitstreams: deploy a bundle built by "
                           "Vivado (docs/deploy.md)")
     dest = dest_for(info, opt.dest, facts.home)
+    wheel = get_wheel()  # built only once the board passed its checks
     need = (sum(info.size(r) for r in files) + (info.root / "manifest.yaml").stat().st_size
             + board_json.stat().st_size + 3 * wheel.stat().st_size)  # wheel + its install
     firmware = sum(info.size(p) for p in info.partials if p in files) if opt.preload else 0
