@@ -851,6 +851,8 @@ def _next_steps(info: BundleInfo, target: Target, dest: str, opt: Options,
     say("then, on the host (the agent listens on the board's loopback; an SSH tunnel reaches it):")
     say(f"  ssh -N -L {port}:127.0.0.1:{port}{f' -p {target.port}' if target.port else ''} "
         f"{_login(target)} &")
+    say(f"  hwpart board link remote://127.0.0.1:{port} --key {client} --bundle {info.root}"
+        "   # the link's figures, which a remote plan needs")
     say(f"  hwpart run {model} --input-shape {shape} --auto --overlay {info.root} "
         f"--fpga remote://127.0.0.1:{port} --key {client}")
     say("(until `board check` has run, DMA, PR and board-CPU figures are estimates: docs/deploy.md)")
