@@ -517,3 +517,46 @@ def test_device_of_parts():
     assert device_of("xc7z020clg400-1") == device_of("7z020clg400") == "7z020"
     assert device_of("xczu7ev-ffvc1156-2-e") == "zu7ev"
     assert device_of("xck26-sfvc784-2LV-c") == "k26"
+
+
+def test_cli_errors_are_one_line(bundle, tmp_path, capsys):
+    """Through the console entry: exit 2, one line on stderr, no traceback."""
+    import socket
+
+    from hwpart.entry import main
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    assert main(["deploy", str(bundle), f"xilinx@127.0.0.1:{port}", "--timeout", "3",
+                 "--known-hosts", str(tmp_path / "kh"), "-i", str(tmp_path / "nokey")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hwpart: error:") and "unreachable" in err and len(err.splitlines()) == 1
+    assert main(["deploy", str(tmp_path), "xilinx@127.0.0.1"]) == 2
+    assert "no manifest.yaml" in capsys.readouterr().err
+
+
+def test_deploy_installs_into_the_boards_python(server, keys, bundle, wheel, tmp_path):
+    """--install site (the default): pip installs into the board Python's own environment.
+
+    The "board Python" is a fresh venv here whose only extra path is this venv's
+    site-packages (for numpy, pynq and pip), as PYNQ's venv sees the system's.
+    """
+    import sysconfig
+    import venv
+
+    env = tmp_path / "pynq-venv"
+    venv.create(env, with_pip=False)
+    py = env / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "_host_site.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    dest = tmp_path / "b"
+    run_deploy(bundle, _target(server), Options(python=str(py), wheel=wheel, dest=str(dest)),
+               connect_fn=_dial(server, keys), say=lambda s: None)
+    where = subprocess.run([str(py), "-c", "import hwpart; print(hwpart.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert where.stdout.strip().startswith(purelib), where
+    assert json.loads((dest / "preloaded.json").read_text())["bundle"] == "jet_zcu104"
+    assert "PYTHONPATH" not in (dest / "hwpart-board").read_text()
