@@ -257,7 +257,8 @@ d["fpga_manager"] = os.path.exists("/sys/class/fpga_manager/fpga0/firmware")
 def free(p):
     while p and not os.path.exists(p):
         p = os.path.dirname(p)
-    return [p, shutil.disk_usage(p or "/").free]
+    p = p or "/"
+    return [p, shutil.disk_usage(p).free, os.stat(p).st_dev]
 dest = os.path.expanduser(sys.argv[1]) if len(sys.argv) > 1 else d["home"]
 d["dest"] = dest
 d["dest_free"] = free(dest)
@@ -507,8 +508,9 @@ def connect(target: Target, identity: str | None = None, known_hosts: str | None
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     else:
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    sock = paramiko.ProxyCommand(hc["proxycommand"]) if hc.get("proxycommand") else None
     try:
-        client.connect(hostname, port=port, username=user, key_filename=keys or None,
+        client.connect(hostname, port=port, username=user, key_filename=keys or None, sock=sock,
                        password=password, timeout=timeout, banner_timeout=timeout,
                        auth_timeout=timeout, allow_agent=identity is None,
                        look_for_keys=identity is None)
@@ -695,8 +697,9 @@ def _deploy(remote: Remote, info: BundleInfo, opt: Options, board_json: Path,
     need = (sum(info.size(r) for r in files) + (info.root / "manifest.yaml").stat().st_size
             + board_json.stat().st_size + 3 * wheel.stat().st_size)  # wheel + its install
     firmware = sum(info.size(p) for p in info.partials if p in files) if opt.preload else 0
-    same_fs = opt.firmware_dir is None and facts.raw.get("firmware_free", [None])[0] == \
-        facts.raw.get("dest_free", [None])[0]
+    # one SD card usually holds both: then they share its free space
+    same_fs = (opt.firmware_dir is None
+               and facts.raw.get("firmware_free", [])[2:] == facts.raw.get("dest_free", [])[2:])
     check_space(facts, need + (firmware if same_fs else 0), 0 if same_fs else firmware)
     say(f"{host}: {facts.board or opt.board_name} ({part}), {facts.machine}, Python "
         f"{'.'.join(map(str, facts.version))}, PYNQ {pynq}; {_mb(facts.dest_free)} free at {dest}")
