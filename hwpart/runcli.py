@@ -32,7 +32,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
                 costs_path: str | None = None, save_costs: str | None = None,
                 adapt: bool = False, scenario: str | None = None,
                 timeline: str | None = None, margin: float | None = None,
-                objective: str = "throughput",
+                settle_s: float | None = 1.0, objective: str = "throughput",
                 min_throughput: float | None = None) -> dict[str, Any]:
     """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
 
@@ -115,7 +115,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
         if adapt or scenario:
             adaptive = _run_adaptive(lg, plan, table, manifest, batch, samples, threads,
                                      monitor, adapt, scenario, seed, warmup_batches, margin,
-                                     console)
+                                     settle_s, console)
             result = adaptive.result
         else:
             result = run_model(lg, plan, x, batch=batch, threads=threads, monitor=monitor,
@@ -156,7 +156,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
 def _run_adaptive(lg: LayerGraph, plan: Plan, table: Any, manifest: Any, batch: int,
                   samples: int, threads: int | None, monitor: Monitor, adapt: bool,
                   scenario: str | None, seed: int, warmup_batches: int, margin: float | None,
-                  console: Any) -> Any:
+                  settle_s: float | None, console: Any) -> Any:
     """``--adapt``/``--scenario``: the plan as runs of segments, the NPM (unless only a
     scenario was asked for: the static baseline), the scenario's events on the run's
     clock (:mod:`hwpart.npm.session`)."""
@@ -179,7 +179,9 @@ def _run_adaptive(lg: LayerGraph, plan: Plan, table: Any, manifest: Any, batch: 
     seconds = sc.end_s + 2.0 if sc is not None else float("inf")
     if sc is not None:
         console.print(f"scenario [bold]{sc.name}[/]: {sc.description}")
-    cfg = NpmConfig() if margin is None else NpmConfig(margin=margin)
+    cfg = NpmConfig(settle_s=settle_s or None)  # 0: departures alone trigger the NPM
+    if margin is not None:
+        cfg.margin = margin
     return run_adaptive(lg, plan, problem, devices, batch=batch, seconds=seconds,
                         monitor=monitor, scenario=sc, adapt=adapt, seed=seed, config=cfg,
                         warmup_batches=warmup_batches,
@@ -302,6 +304,9 @@ def register_cli(sub: Any) -> None:
                                        "this PNG")
     pr.add_argument("--margin", type=float, help="predicted throughput gain a move must "
                                                  "promise (default 1.2)")
+    pr.add_argument("--settle", type=float, default=1.0, metavar="S",
+                    help="with --adapt: once every stage has run S seconds, decide once on "
+                         "the measured costs (default 1; 0: only departures trigger moves)")
     pr.add_argument("--objective", choices=("throughput", "latency", "energy"),
                     default="throughput", help="with --auto: what the plan optimises "
                                                "(energy: power measured, declared or "
@@ -326,7 +331,8 @@ def _cmd_run(args: Any) -> int:
                 capacity=args.capacity, warmup_batches=args.warmup, console=_console(),
                 fpga=args.fpga, overlay=args.overlay, pin=args.pin, costs_path=args.costs,
                 save_costs=args.save_costs, adapt=args.adapt, scenario=args.scenario,
-                timeline=args.timeline, margin=args.margin, objective=args.objective,
+                timeline=args.timeline, margin=args.margin, settle_s=args.settle,
+                objective=args.objective,
                 min_throughput=args.min_throughput)
     return 0
 
