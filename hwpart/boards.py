@@ -27,6 +27,7 @@ import yaml
 from annotated_types import Ge, Gt
 from pydantic import ConfigDict, Strict, TypeAdapter
 
+from hwpart.datafiles import data_dir
 from hwpart.errors import BoardError, ConfigError
 
 __all__ = [
@@ -354,20 +355,27 @@ class Host:
 
 
 def boards_dir() -> Path:
-    """Where board names are looked up; HWPART_BOARDS_DIR lets tests and users
-    point at their own folder without touching the repository's."""
+    """Where board names are looked up: HWPART_BOARDS_DIR when set (tests and users
+    point at their own folder without touching the shipped one), else the boards
+    shipped with hwpart (:func:`hwpart.datafiles.data_dir`)."""
     env = os.environ.get("HWPART_BOARDS_DIR")
     if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "boards"
+        d = Path(env)
+        if not d.is_dir():
+            raise BoardError(f"HWPART_BOARDS_DIR={env} is not a folder")
+        return d
+    return data_dir("boards", BoardError)
 
 
 def list_boards() -> list[str]:
-    """Board names in :func:`boards_dir`, sorted; host.yaml is not a board."""
+    """Board names in :func:`boards_dir`, sorted; host.yaml is not a board. A folder
+    with no board in it is an error: an empty list would print an empty table and
+    hide a broken installation."""
     d = boards_dir()
-    if not d.is_dir():
-        return []
-    return sorted(p.stem for p in d.glob("*.yaml") if p.stem != _HOST_FILE)
+    names = sorted(p.stem for p in d.glob("*.yaml") if p.stem != _HOST_FILE)
+    if not names:
+        raise BoardError(f"no board YAML in {d} (looked for *.yaml other than {_HOST_FILE}.yaml)")
+    return names
 
 
 def load_board(name_or_path: str | Path) -> Board:
@@ -402,10 +410,10 @@ def _resolve(name_or_path: str | Path, err: type[ConfigError], kind: str) -> Pat
     path = boards_dir() / f"{name}.yaml"
     if kind == "board":
         if name == _HOST_FILE or not path.is_file():
-            known = ", ".join(list_boards()) or "(none)"
-            raise err(
-                f"unknown board '{name}'; known boards: {known} (or pass a path to a board YAML)"
-            )
+            why = (f"{path.name} in {path.parent} describes the host, not a board"
+                   if name == _HOST_FILE else f"no {path.name} in {path.parent}")
+            raise err(f"unknown board '{name}': {why}; known boards: "
+                      f"{', '.join(list_boards())} (or pass a path to a board YAML)")
     elif not path.is_file():
         raise err(
             f"unknown host description '{name}': no {_show(path)} (or pass a path to a host YAML)"

@@ -34,23 +34,41 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwpart.datafiles import data_dir, import_root
 from hwpart.errors import HwpartError
 
-ROOT = Path(__file__).resolve().parents[1]
-SIM_RTL = ROOT / "sim" / "rtl"
-SIM_TB = ROOT / "sim" / "tb"
-ADAPTER = SIM_RTL / "rm_da4ml_axis.v"
 BANK_JSON = "rm_bank.json"
-
+#: The da4ml core's AXI4-Stream adapter, in sim/rtl.
+ADAPTER = "rm_da4ml_axis.v"
 #: The slot wrapper without the example bank (and its example RMs).
-SLOT_SOURCES = [SIM_RTL / "rm_slot.v"]
+SLOT_SOURCES = ("rm_slot.v",)
 #: The static shell around the slots (switch, decouplers, control, AXI-Lite).
-SHELL_SOURCES = [SIM_RTL / n for n in ("axil_reg_if.v", "axis_switch.v", "axil_demux.v",
-                                       "slot_ctrl.v", "dfx_decoupler.v", "shell_top.v")]
+SHELL_SOURCES = ("axil_reg_if.v", "axis_switch.v", "axil_demux.v", "slot_ctrl.v",
+                 "dfx_decoupler.v", "shell_top.v")
 
 
 class RtlError(HwpartError):
     """A bundle whose RMs cannot be simulated as RTL, or a simulation that did not run."""
+
+
+def sim_rtl() -> Path:
+    """The shell's Verilog (``sim/rtl``), from the checkout or the installed wheel."""
+    return data_dir("sim", RtlError) / "rtl"
+
+
+def sim_tb() -> Path:
+    """The cocotb test modules (``sim/tb``); the simulator's Python imports them from here."""
+    return data_dir("sim", RtlError) / "tb"
+
+
+def rtl_files(names: tuple[str, ...] | list[str]) -> list[Path]:
+    """Files of ``sim/rtl`` by name, checked: a missing one would otherwise surface as
+    an iverilog error about a path the user never typed."""
+    paths = [sim_rtl() / n for n in names]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise RtlError(f"{', '.join(missing)} missing from {sim_rtl()}; reinstall hwpart")
+    return paths
 
 
 # --------------------------------------------------------------------------- generated bank
@@ -89,10 +107,10 @@ class GeneratedBank:
         raise KeyError(f"RM {name!r} has no RTL in this bank ({[r.name for r in self.rms]})")
 
     def slot_sources(self) -> list[Path]:
-        return self.sources + SLOT_SOURCES
+        return self.sources + rtl_files(SLOT_SOURCES)
 
     def shell_sources(self) -> list[Path]:
-        return self.sources + SLOT_SOURCES + SHELL_SOURCES
+        return self.sources + rtl_files(SLOT_SOURCES + SHELL_SOURCES)
 
     def to_json(self) -> dict[str, Any]:
         return {"directory": str(self.directory), "data_width": self.data_width,
@@ -188,7 +206,7 @@ def write_rm_bank(bundle: Path | str, out: Path | str, manifest: Any = None) -> 
         sources.append(p)
     bank = out / "rm_bank_generated.v"
     bank.write_text(_bank_verilog(m.name, rms))
-    sources += [ADAPTER, bank]
+    sources += [*rtl_files([ADAPTER]), bank]
     gb = GeneratedBank(out.resolve(), width, rms, [p.resolve() for p in sources])
     (out / BANK_JSON).write_text(json.dumps(gb.to_json(), indent=1))
     return gb
@@ -299,7 +317,8 @@ def run_cocotb(toplevel: str, sources: list[Path], module: str, work: Path,
                  log_file=work / f"build_{tag}.log")
     log = work / f"sim_{tag}.log"
     saved = list(sys.path)
-    sys.path[:0] = [str(SIM_TB), str(ROOT)]  # the runner hands sys.path to the simulator
+    # The runner hands sys.path to the simulator: the benches, and this same hwpart.
+    sys.path[:0] = [str(sim_tb()), str(import_root())]
     try:
         runner.test(hdl_toplevel=toplevel, test_module=module, test_dir=build_dir,
                     build_dir=build_dir, results_xml=str(results), testcase=testcase,

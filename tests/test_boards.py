@@ -101,8 +101,21 @@ def test_boards_dir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def test_unknown_board_lists_known_names() -> None:
     msg = _error(BoardError, load_board, "xyz")
     assert msg == (
-        "unknown board 'xyz'; known boards: kv260, pynq-z2, zcu104 (or pass a path to a board YAML)"
+        f"unknown board 'xyz': no xyz.yaml in {boards_dir()}; known boards: kv260, pynq-z2, "
+        "zcu104 (or pass a path to a board YAML)"
     )
+
+
+def test_missing_or_empty_boards_folder_is_an_error(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never an empty list (and so an empty `hwpart boards` table) for a broken setup."""
+    monkeypatch.setenv("HWPART_BOARDS_DIR", str(tmp_path / "nope"))
+    assert "HWPART_BOARDS_DIR=" in _error(BoardError, list_boards)
+    assert "nope" in _error(BoardError, load_board, "pynq-z2")
+    _write(tmp_path, "host", {"name": "host"})
+    monkeypatch.setenv("HWPART_BOARDS_DIR", str(tmp_path))
+    assert _error(BoardError, list_boards) == (
+        f"no board YAML in {tmp_path} (looked for *.yaml other than host.yaml)")
 
 
 def test_host_is_not_a_board() -> None:

@@ -64,6 +64,7 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
+from hwpart.datafiles import data_dir
 from hwpart.errors import ConfigError, HwpartError
 
 __all__ = [
@@ -171,9 +172,10 @@ class Scenario:
 
 
 def scenarios_dir() -> Path:
-    """The shipped scenarios (``host/scenarios``); ``HWPART_SCENARIOS_DIR`` overrides."""
+    """The shipped scenarios (``host/scenarios``, also in the wheel:
+    :func:`hwpart.datafiles.data_dir`); ``HWPART_SCENARIOS_DIR`` overrides."""
     env = os.environ.get("HWPART_SCENARIOS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "host" / "scenarios"
+    return Path(env) if env else data_dir("host/scenarios", ConfigError)
 
 
 def list_scenarios() -> list[str]:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from pathlib import Path
 
 from hwpart.boards import Board
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "hls"
+from hwpart.datafiles import data_dir
 
 #: Where the PS's control master starts on each PS (the PYNQ images' usual ranges).
 BASE_ADDRESS = {"ps7": 0x43C0_0000, "ps8": 0xA000_0000}
@@ -37,7 +35,7 @@ class _T(string.Template):
 
 def render(template: str, **values: object) -> str:
     """Fill ``hls/NAME``; a placeholder without a value is a bug, so it raises."""
-    text = (TEMPLATES / template).read_text()
+    text = (data_dir("hls") / template).read_text()
     return _T(text).substitute({k: str(v) for k, v in values.items()})
 
 

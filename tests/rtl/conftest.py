@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-RTL = ROOT / "sim" / "rtl"
-TB = ROOT / "sim" / "tb"
+from hwpart.datafiles import data_dir
+
+# The RTL and benches hwpart itself uses (the checkout's sim/ in an editable install).
+RTL = data_dir("sim") / "rtl"
+TB = data_dir("sim") / "tb"
 TB_HDL = TB / "hdl"
 
 _SWITCH = [RTL / "axil_reg_if.v", RTL / "axis_switch.v"]
@@ -154,11 +156,11 @@ def built(request, tmp_path_factory):
     shared: tests read it, and copy it before changing it."""
     import sys
 
-    from hwpart.rtlbridge import SIM_TB
+    from hwpart.rtlbridge import sim_tb
 
     pytest.importorskip("da4ml")
     pytest.importorskip("hls4ml")
-    sys.path.insert(0, str(SIM_TB))
+    sys.path.insert(0, str(sim_tb()))
     import rtl_bundles
 
     return rtl_bundles.for_tests(request, tmp_path_factory)

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
-from hwpart.rtlbridge import SIM_TB, write_rm_bank, write_vectors
+from hwpart.rtlbridge import sim_tb, write_rm_bank, write_vectors
 
 pytest.importorskip("da4ml")
 pytest.importorskip("hls4ml")
 pytestmark = pytest.mark.slow
-sys.path.insert(0, str(SIM_TB))
+sys.path.insert(0, str(sim_tb()))
 import rtl_bundles  # noqa: E402
 
 

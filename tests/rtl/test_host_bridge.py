@@ -22,13 +22,13 @@ import sys
 import numpy as np
 import pytest
 
-from hwpart.rtlbridge import SIM_TB, run_cocotb, write_rm_bank
+from hwpart.rtlbridge import run_cocotb, sim_tb, write_rm_bank
 
 pytest.importorskip("da4ml")
 pytest.importorskip("hls4ml")
 pytest.importorskip("pynq")
 pytestmark = pytest.mark.slow
-sys.path.insert(0, str(SIM_TB))
+sys.path.insert(0, str(sim_tb()))
 import rtl_bundles  # noqa: E402
 
 
