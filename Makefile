@@ -43,7 +43,7 @@ setup: $(STAMP)
 # The run is adaptive. After 1 s of warm-up the re-allocator (NPM) checks the plan
 # on what its stages measure: here the simulated board's own host time makes the
 # FPGA stage several times slower than its modeled time, so the NPM moves it to
-# the CPU (on a board it stays where the plan put it). At 2 s the shipped scenario
+# the CPU. At 2 s the shipped scenario
 # clocks FPGA slot 0 down to a tenth (modeled); the NPM reacts to whatever that
 # leaves to gain, and the run ends with its event log and a timeline PNG.
 BUNDLE ?= bitstreams/jet_tagger-pynq-z2
