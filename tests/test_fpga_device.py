@@ -273,13 +273,13 @@ def test_two_fpga_stages_share_the_board(jet_bundle):
 
 def test_swaps_hash_each_file_once_and_a_changed_file_is_rehashed(jet_bundle, tmp_path,
                                                                     monkeypatch):
-    import hwpart.devices.fpga as fpga_mod
+    import hwpart.board.shell as shell_mod  # the shell driver hashes the bundle files
 
     root = tmp_path / "b"
     shutil.copytree(jet_bundle.root, root)
     hashed: list[str] = []
-    real = fpga_mod.sha256_file
-    monkeypatch.setattr(fpga_mod, "sha256_file", lambda p: hashed.append(p.name) or real(p))
+    real = shell_mod.sha256_file
+    monkeypatch.setattr(shell_mod, "sha256_file", lambda p: hashed.append(p.name) or real(p))
     dev = FpgaDevice(root, fpga="sim", pace=False)
     dev.run_array(_plan_for(dev, "fc3"), np.zeros((2, 32), np.float32))
     for rm in ("other32", "fc3", "other32", "fc3"):

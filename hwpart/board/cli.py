@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("hwpart.board.agent", "serve the FPGA device's operations to a host (board agent)"),
     "check": ("hwpart.board.check", "measure DMA, PR swaps and the link; write them into the bundle"),
     "install": ("hwpart.board.install", "verify a deployed bundle's sha256 and preload its partials"),
+    "keys": ("hwpart.board.keys", "make CURVE key pairs for the agent and the host"),
+    "link": ("hwpart.board.link", "measure the host <-> agent link (run on the host); write it "
+                                  "into the bundle"),
 }
 
 

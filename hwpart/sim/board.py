@@ -36,6 +36,7 @@ import time
 import warnings
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ class SimBoard(pynq.Device):
         self.dma_base = self.base + hwh.DMA_OFFSET
         self._pending_partial: tuple[str, int] | None = None
         self.last_pr_s = 0.0  # modeled time of the latest partial reconfiguration
+        self.last_pr_bytes = 0  # and the partial's modeled size
         # per-slot (clock factor, stall s) for injected slowdowns; on the board, not
         # on the shell's slot models, so it survives a shell reload (see set_slot_speed)
         self.slot_speed: dict[int, tuple[float, float]] = {}
@@ -232,6 +234,7 @@ class SimBoard(pynq.Device):
             self._propagate()
         self.ledger.add_pr(modeled)  # counted once it took effect
         self.last_pr_s = modeled
+        self.last_pr_bytes = spec.partial_bytes or self.board.slots.partial_bitstream_bytes
         self._pending_partial = (bitstream.bitfile_name, k)
 
     def update_partial_region(self, hier: str, parser: Any) -> None:
@@ -342,6 +345,34 @@ class SimBoard(pynq.Device):
                 self.slot_speed.pop(k, None)
             else:
                 self.slot_speed[k] = (float(factor), float(stall_s))
+
+    # ------------------------------------------------------------------ modeled timeline
+    # (what the shell driver asks of a simulated board: hwpart.board.shell.BoardModel)
+
+    def round_trip_budget_s(self, slots: Sequence[int], samples: int, nbytes: int) -> float:
+        """Modeled time of one round trip of ``nbytes`` (``samples`` samples) through
+        ``slots`` as configured now, each slot at its own speed, so an injected clock-down
+        or stall is not a time-out; ``slots`` empty: a DMA loopback."""
+        if not slots:
+            return 2 * self.timing.dma_s(nbytes)
+        width = 8 * self.bus_bytes
+        total = self.timing.dma_s(nbytes)
+        out = nbytes
+        for k in slots:
+            rm = self.slots[k].rm if 0 <= k < len(self.slots) else None
+            if rm is not None:  # an empty slot holds the packet: the transfer times out
+                total += self.slot_rm_s(k, self.timing.rm_s(rm.spec.cycles(samples)))
+                out = samples * rm.spec.layout_out(width).sample_bytes
+        return total + self.timing.dma_s(out)
+
+    def last_round_trip_s(self) -> float:
+        """Modeled time of the latest round trip: MM2S issue to S2MM completion."""
+        sent, got = self.dma.mm2s.last, self.dma.s2mm.last
+        return got.done_model_s - sent.issued_host_s
+
+    def modeled_busy_s(self) -> float:
+        s = self.modeled()
+        return s["modeled_dma_s"] + s["modeled_rm_s"] + s["modeled_pr_s"]
 
     # ------------------------------------------------------------------ reports
 
