@@ -212,7 +212,7 @@ class Agent:
         force = proto.field(h, "force", bool, True)
         took = self.driver.swap(k, rm) if force else self.driver.ensure(k, rm)
         return {"swap_s": took, "modeled": self.driver.model is not None,
-                "slots": self.driver.slot_rms()}, []
+                "pr_bytes": self.driver.last_pr_bytes, "slots": self.driver.slot_rms()}, []
 
     def op_run(self, h: dict[str, Any], a: list[np.ndarray]) -> tuple[dict[str, Any], list]:
         rms, slots = proto.str_list(h, "rms"), proto.int_list(h, "slots")
@@ -256,7 +256,7 @@ def open_bundle(bundle: Path, sim: bool) -> BoardManifest:
     problems = verify(m)
     if problems:
         more = len(problems) - SHOW_PROBLEMS
-        raise ConfigError(f"{bundle}: the bundle does not match board.json, refusing to serve "
+        raise ConfigError(f"{bundle}: the bundle does not match board.json, refusing to use "
                           f"it: {'; '.join(problems[:SHOW_PROBLEMS])}"
                           f"{f' (and {more} more)' if more > 0 else ''}")
     return m

@@ -83,6 +83,7 @@ class AgentClient:
         self.simulated = False
         self.slots: list[SlotState] = []
         self.swaps = 0
+        self.last_pr_bytes = 0
         self._swaps_base: int | None = None
         self._loaded = False
         self._lock = threading.Lock()
@@ -274,6 +275,7 @@ class AgentClient:
         reply, _ = self.request({"op": "swap", "slot": k, "rm": rm, "force": force},
                                 timeout_s=self.load_timeout_s)
         self._slots_from(reply)
+        self.last_pr_bytes = int(reply.get("pr_bytes") or 0)
         return float(reply["swap_s"])
 
     def swap(self, k: int, rm_name: str, admit: Callable[[], None] | None = None) -> float:

@@ -132,6 +132,7 @@ class ShellDriver:
         self.sg = False
         self.slots: list[SlotState] = []
         self.swaps = 0
+        self.last_pr_bytes = 0  # the latest swap's partial: modeled size on a simulated board
         self.batches = 0
         self.busy_s = 0.0  # measured time in transfers and swaps (a board without a model)
         self._lock = threading.RLock()  # bring-up, recovery, the switch, the buffer table
@@ -303,6 +304,7 @@ class ShellDriver:
         slot.rm = rm.name
         self.swaps += 1
         took = time.perf_counter() - t0
+        self.last_pr_bytes = int(getattr(self.model, "last_pr_bytes", 0) or bit.stat().st_size)
         if self.model is not None:
             return float(self.model.last_pr_s)
         self.busy_s += took
