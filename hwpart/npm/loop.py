@@ -152,6 +152,7 @@ class Npm:
 
     def decide(self, snap: Any) -> None:
         """Steps 2-4, then 5-6 for the selected move."""
+        self.settled = True  # any decision prices the layout on measured costs
         with self._lock:
             moves = [m for m in candidates(self.layout, self.segs, self.fabric,  # step 2
                                            self.plain, self.down)
