@@ -165,7 +165,7 @@ def test_a_planted_bad_move_is_rolled_back(setup, bundle, fabric):
 
     mon.subscribe(watch)
     def start(npm) -> None:  # nothing but the planted move and its rollback
-        npm.quiet_until = 1e9
+        npm.quiet_until, npm.settled = 1e9, True
         holder["npm"] = npm
 
     run = run_adaptive(lg, plan, problem, devices, batch=64, seconds=4.0, monitor=mon,
