@@ -33,7 +33,7 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
                 adapt: bool = False, scenario: str | None = None,
                 timeline: str | None = None, margin: float | None = None,
                 settle_s: float | None = 1.0, objective: str = "throughput",
-                min_throughput: float | None = None) -> dict[str, Any]:
+                min_throughput: float | None = None, key: str | None = None) -> dict[str, Any]:
     """``hwpart run``: load, plan (file or --auto), run N seeded random samples, report.
 
     The run calibrates its plan as it goes (:mod:`hwpart.calibration`): the summary
@@ -41,9 +41,12 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
     calibrated cost table (``costs_path`` is the table a ``--plan`` was made from; with
     ``--auto`` it replaces profiling).
 
-    ``fpga`` (sim / board / auto) and ``overlay`` (a bundle folder) select what
-    FPGA stages run on; with ``auto`` planning, the overlay's RMs are the only
-    layer groups the FPGA is offered.
+    ``fpga`` (sim / board / auto / remote://HOST:PORT) and ``overlay`` (a bundle
+    folder) select what FPGA stages run on; with ``auto`` planning, the overlay's
+    RMs are the only layer groups the FPGA is offered. A remote FPGA is a board
+    agent (``hwpart board serve``) reached with the CURVE key file ``key``; when
+    the bundle has no measured link yet, it is measured first (the planner
+    prices the network crossing with it).
 
     Prints a summary and returns the report dict (also written to
     ``report_path``); every figure printed is in it. Raises HwpartError
@@ -59,10 +62,11 @@ def run_command(model_spec: str, input_shape: str | tuple[int, ...], plan_path: 
         raise HwpartError(f"--samples must be >= 1, got {samples}")
     lg = load_graph(model_spec, input_shape)
     manifest = None
-    if fpga is not None or overlay is not None:
+    if fpga is not None or overlay is not None or key is not None:
         from hwpart.devices.fpga import configure
 
-        configure(fpga, overlay)
+        configure(fpga, overlay, key)
+        _measure_link_if_missing(overlay, console)
     if overlay is not None and (auto or costs_path):
         from hwpart.overlay import load_manifest
 
@@ -280,9 +284,13 @@ def register_cli(sub: Any) -> None:
                     help="items each inter-stage channel holds")
     pr.add_argument("--warmup", type=int, default=2, help="unmeasured warm-up batches")
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--fpga", choices=("sim", "board", "auto"),
+    pr.add_argument("--fpga", type=_fpga_arg, metavar="{sim,board,auto,remote://HOST:PORT}",
                     help="FPGA target (default: $HWPART_FPGA, else auto = a board if PYNQ "
-                         "finds one, else the simulated board)")
+                         "finds one, else the simulated board); remote://HOST:PORT: a board "
+                         "agent (hwpart board serve), with --key")
+    pr.add_argument("--key", help="with --fpga remote://...: the host's CURVE key "
+                                  "(client.key_secret from `hwpart board keys`; the agent's "
+                                  "server.key beside it) (default: $HWPART_FPGA_KEY)")
     pr.add_argument("--overlay", help="overlay bundle for FPGA stages (default: "
                                       "$HWPART_OVERLAY); with --auto, the FPGA is offered "
                                       "only its RMs' layer groups")
@@ -333,8 +341,56 @@ def _cmd_run(args: Any) -> int:
                 save_costs=args.save_costs, adapt=args.adapt, scenario=args.scenario,
                 timeline=args.timeline, margin=args.margin, settle_s=args.settle,
                 objective=args.objective,
-                min_throughput=args.min_throughput)
+                min_throughput=args.min_throughput, key=args.key)
     return 0
+
+
+def _fpga_arg(value: str) -> str:
+    """``--fpga``: sim, board, auto or remote://HOST:PORT (checked here, so a typo is a usage
+    error, not a failure halfway through a run)."""
+    import argparse
+
+    v = value.strip()
+    if v.lower() in ("sim", "board", "auto"):
+        return v.lower()
+    from hwpart.board.client import parse_remote
+
+    try:
+        host, port = parse_remote(v)
+    except HwpartError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: use sim, board, auto or "
+                                         "remote://HOST:PORT") from exc
+    return f"remote://{host}:{port}"
+
+
+def _measure_link_if_missing(overlay: str | None, console: Any) -> None:
+    """A remote FPGA (``HWPART_FPGA=remote://...``) whose bundle has no measured link: measure
+    it now and write it into the bundle (``hwpart board link`` does the same on demand)."""
+    import os
+
+    from hwpart.costs import fpga_is_remote
+
+    if not fpga_is_remote() or overlay is None:
+        return
+    from hwpart.board.measured import load_measured
+
+    if "link" in load_measured(Path(overlay)):
+        return
+    from hwpart.board.client import AgentClient
+    from hwpart.board.link import measure_and_record
+
+    key = os.environ.get("HWPART_FPGA_KEY")
+    if not key:
+        raise HwpartError("--fpga remote://HOST:PORT needs --key KEYFILE (the host's "
+                          "client.key_secret; `hwpart board keys DIR` makes one)")
+    client = AgentClient(os.environ["HWPART_FPGA"], key, os.environ.get("HWPART_FPGA_SERVER_KEY"))
+    try:
+        fig = measure_and_record(client, overlay)
+    finally:
+        client.close()
+    console.print(f"link to the board agent {client.endpoint}: round trip "
+                  f"{fig['rtt_s'] * 1e6:.0f} us, {fig['bandwidth_Bps'] / 1e6:.0f} MB/s "
+                  f"(measured now; written to {Path(overlay) / 'measured.json'})")
 
 
 def _cmd_devices(args: Any) -> int:

@@ -282,3 +282,33 @@ def test_the_link_is_measured_into_the_bundle(agent, keys, bundle, tmp_path, cap
     link = load_measured(root)["link"]
     assert link["simulated"] is False and agent.url[len("remote://"):] in link["source"]
     assert link["data"]["rtt_s"] > 0 and link["data"]["bandwidth_Bps"] > 0
+
+
+def test_hwpart_run_drives_the_fpga_through_the_agent(agent, keys, bundle, tmp_path, capsys,
+                                                      monkeypatch):
+    """`hwpart run --fpga remote://HOST:PORT --key KEYFILE --overlay BUNDLE`: the link is
+    measured into the bundle first (none was), then the FPGA stage runs on the agent."""
+    from test_fpga_support import ROOT
+
+    from hwpart.cli import main
+
+    for var in ("HWPART_FPGA", "HWPART_OVERLAY", "HWPART_FPGA_KEY"):  # run sets them: undone
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    root = tmp_path / "b"
+    shutil.copytree(bundle.root, root)
+    lg = graph("jet_tagger")
+    make_plan(lg, [("cpu", ["_0", "_1"]), ("fpga0", ["_2", "_3", "_4", "_5"]),
+                   ("cpu", ["_6", "_7"])], batch=16).save(tmp_path / "plan.json")
+    args = ["run", f"{ROOT}/host/models.py:jet_tagger", "--input-shape", "16", "--plan",
+            str(tmp_path / "plan.json"), "--overlay", str(root), "--samples", "160",
+            "--no-live", "--report", str(tmp_path / "r.json")]
+    assert main([*args, "--fpga", agent.url, "--key", str(keys / "client.key_secret")]) == 0
+    out = capsys.readouterr().out
+    assert "link to the board agent 127.0.0.1:" in out and "measured now" in out
+    assert load_measured(root)["link"]["data"]["rtt_s"] > 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["samples"] == 160
+    with pytest.raises(SystemExit) as exit_:  # no port: a usage error, before anything runs
+        main([*args, "--fpga", "remote://127.0.0.1"])
+    assert exit_.value.code == 2 and "remote://HOST:PORT" in capsys.readouterr().err
