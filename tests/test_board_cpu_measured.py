@@ -103,3 +103,30 @@ def test_bad_cost_input_is_one_line(tmp_path):
         cpucost.load_cost_input(tmp_path / "y.npz")
     with pytest.raises(ConfigError, match="no cost input"):
         cpucost.load_cost_input(tmp_path / "none.npz")
+
+
+def test_board_check_times_the_cost_input(tmp_path, capsys):
+    """`hwpart board check --cost-input` (here on the simulated board: the CPU is this
+    machine's, and the source says so)."""
+    pytest.importorskip("pynq")
+    from test_fpga_support import jet_rms
+
+    from hwpart.board.cli import main
+    from hwpart.board.manifest import write_board_manifest
+    from hwpart.board.measured import load_measured
+    from hwpart.sim.bundle import write_sim_bundle
+
+    b = write_sim_bundle(tmp_path / "b", "jet", jet_rms())
+    write_board_manifest(b.root)
+    lg = load_graph("host/models.py:jet_tagger", "16")
+    f = export_cost_input(lg, tmp_path / "cost_input.npz", [1, 4])
+    assert main(["check", str(b.root), "--sim", "--repeats", "2", "--batches", "1",
+                 "--cost-input", str(f)]) == 0
+    sec = load_measured(b.root)
+    assert {"dma", "slots", "pr", "board_cpu"} <= set(sec)
+    assert set(sec["board_cpu"]["data"]["times"]) == set(lg.compute_nodes)
+    assert "the host of a simulated pynq-z2" in sec["board_cpu"]["source"]
+    assert "us per batch" in capsys.readouterr().out
+    assert main(["check", str(b.root), "--remote", "remote://127.0.0.1:1", "--key", "k",
+                 "--cost-input", str(f)]) == 2
+    assert "--cost-input times the CPU it runs on" in capsys.readouterr().err

@@ -149,12 +149,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", default=",".join(map(str, BATCHES)),
                    help="batch sizes through each slot (default %(default)s)")
     p.add_argument("--no-write", action="store_true", help="report only")
+    p.add_argument("--cost-input", help="the model's layers (cost_input.npz from `hwpart deploy "
+                                        "--model`): time each on this CPU with numpy and write "
+                                        "the board_cpu section (hwpart.board.cpucost)")
 
 
 def run(args: argparse.Namespace) -> int:
     from hwpart.board.agent import open_bundle, pynq_version
 
     batches = tuple(int(b) for b in str(args.batches).split(",") if b.strip())
+    if getattr(args, "cost_input", None) and args.remote:
+        raise HwpartError("--cost-input times the CPU it runs on: run board check on the board "
+                          "for it, not with --remote from the host")
     if args.remote:
         from hwpart.board.client import AgentClient
 
@@ -202,4 +208,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"link to {driver.endpoint}: round trip {fig['rtt_s'] * 1e6:.0f} us, "
               f"{fig['bandwidth_Bps'] / 1e6:.0f} MB/s (measured)")
         driver.close()
+    if getattr(args, "cost_input", None):
+        from hwpart.board import cpucost
+
+        cpu = cpucost.measure(args.bundle, args.cost_input, board=None if not args.sim else
+                              f"the host of a simulated {m.board}", write=not args.no_write)
+        print(cpucost.report(cpu))
     return 0

@@ -41,6 +41,10 @@ FORMAT = "hwpart-cost-input/1"
 META_KEY = "__meta__"
 SECTION = "board_cpu"
 
+#: the CPU a board's PYNQ image runs on (``platform.machine()``), to catch figures taken elsewhere
+BOARD_ARCH = {"pynq-z1": "armv7l", "pynq-z2": "armv7l", "kv260": "aarch64", "kr260": "aarch64",
+              "zcu104": "aarch64", "zcu102": "aarch64", "ultra96v2": "aarch64"}
+
 Kernel = Callable[[list[np.ndarray], dict[str, Any], dict[str, np.ndarray]], np.ndarray]
 
 
@@ -220,7 +224,7 @@ def time_layers(meta: dict[str, Any], params: dict[str, dict[str, np.ndarray]],
 
 
 def measure(bundle_dir: Path | str, cost_input: Path | str, batches: list[int] | None = None,
-            board: str | None = None, repeats: int = 15) -> dict[str, Any]:
+            board: str | None = None, repeats: int = 15, write: bool = True) -> dict[str, Any]:
     """Time the cost input's layers here and write them into ``BUNDLE/measured.json``.
 
     Returns the section's data. ``board`` names the machine in the source (default:
@@ -241,10 +245,14 @@ def measure(bundle_dir: Path | str, cost_input: Path | str, batches: list[int] |
             board = None
     data = time_layers(meta, params, sizes, repeats=repeats)
     where = board or "this machine"
+    want = BOARD_ARCH.get(str(board).lower()) if board else None
+    if want and data["machine"] != want:  # e.g. a deployed copy exercised on an x86 host
+        where = f"this machine, NOT on the {board} the bundle is for ({want})"
     source = (f"measured on {where} ({data['machine']}, Python {data['python']}, numpy "
               f"{data['numpy']}) by hwpart board check --cost-input: median of up to "
               f"{repeats} runs per layer and batch")
-    update_measured(bundle_dir, SECTION, data, source)
+    if write:
+        update_measured(bundle_dir, SECTION, data, source)
     return data
 
 
