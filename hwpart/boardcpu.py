@@ -36,10 +36,14 @@ def board_cpu_seconds(lg: LayerGraph, node: str, board: Board, batch: int) -> fl
 
 
 def with_board_cpu(lg: LayerGraph, table: CostTable, board: Board,
-                   batches: list[int] | None = None) -> CostTable:
+                   batches: list[int] | None = None,
+                   measured: dict[str, Any] | None = None) -> CostTable:
     """A copy of ``table`` whose CPU times are the board's Arm cores, modeled.
 
     Other devices' entries are kept; the GPU's are dropped (a PYNQ board has none).
+    ``measured``: the ``board_cpu`` section of the bundle's measured.json (``hwpart board
+    check --cost-input``): the layers it timed, at the batch sizes it timed, replace the
+    model's figures and the source says which are which.
     """
     if board.cpu is None:
         where = board.path.name if board.path else f"{board.name}.yaml"
@@ -56,6 +60,21 @@ def with_board_cpu(lg: LayerGraph, table: CostTable, board: Board,
     source["cpu"] = (f"modeled ({board.name} {c.model} {c.clock_mhz:g} MHz, "
                      f"{c.macs_per_s:.3g} MAC/s + {c.layer_overhead_us:g} us/layer, estimated)")
     env = dict(table.env, cpu="board", cpu_source=c.source)
+    data = (measured or {}).get("data") or {}
+    timed = data.get("times") or {}
+    if timed and data.get("model") == lg.name and list(data.get("input_shape") or []) == list(
+            lg.input_shape):
+        hits = [n for n in lg.compute_nodes if n in timed]
+        for n in hits:
+            for b, sec in timed[n].items():
+                times[n]["cpu"][str(b)] = float(sec)
+        sizes = sorted(set(sizes) | {int(b) for n in hits for b in timed[n]})
+        for n in lg.compute_nodes:  # sizes only measured: the model fills the other layers
+            for b in sizes:
+                times[n]["cpu"].setdefault(str(b), board_cpu_seconds(lg, n, board, b))
+        rest = len(lg.compute_nodes) - len(hits)
+        source["cpu"] = (f"measured ({len(hits)} layers: {measured.get('source', 'board check')})"
+                         + (f"; {rest} layers {source['cpu']}" if rest else ""))
     return CostTable(model=table.model, input_shape=table.input_shape, batch_sizes=sizes,
                      times=times, source=source, fpga=table.fpga, env=env)
 

@@ -130,3 +130,27 @@ def test_board_check_times_the_cost_input(tmp_path, capsys):
     assert main(["check", str(b.root), "--remote", "remote://127.0.0.1:1", "--key", "k",
                  "--cost-input", str(f)]) == 2
     assert "--cost-input times the CPU it runs on" in capsys.readouterr().err
+
+
+def test_planner_takes_the_measured_board_cpu(tmp_path):
+    """with_board_cpu(measured=...): timed layers replace the model, the rest stay modeled."""
+    from hwpart.board.measured import load_measured
+    from hwpart.boardcpu import board_cpu_seconds, with_board_cpu
+    from hwpart.boards import load_board
+    from hwpart.costs import CostTable
+
+    lg = load_graph("host/models.py:jet_tagger", "16")
+    board = load_board("pynq-z2")
+    f = export_cost_input(lg, tmp_path / "in.npz", [1, 4])
+    cpucost.measure(tmp_path, f, repeats=3, board="pynq-z2")
+    sec = load_measured(tmp_path)["board_cpu"]
+    del sec["data"]["times"]["_7"]  # as if the board had no kernel for it
+    empty = CostTable(lg.name, list(lg.input_shape), [1], {}, {})
+    t = with_board_cpu(lg, empty, board, [1], measured=sec)
+    assert t.batch_sizes == [1, 4]
+    assert t.times["_0"]["cpu"]["4"] == sec["data"]["times"]["_0"]["4"]
+    assert t.times["_7"]["cpu"]["4"] == board_cpu_seconds(lg, "_7", board, 4)
+    assert t.source["cpu"].startswith("measured (7 layers") and "1 layers modeled" in t.source["cpu"]
+    other = with_board_cpu(load_graph("host/models.py:small_cnn", "3,16,16"), empty, board, [1],
+                           measured=sec)  # another model's figures are not used
+    assert other.source["cpu"].startswith("modeled")
