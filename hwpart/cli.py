@@ -159,7 +159,13 @@ def cmd_partition(args: argparse.Namespace) -> int:
     if args.cpu == "board":
         from hwpart.boardcpu import with_board_cpu
 
-        table = with_board_cpu(lg, table, board, sorted({1, args.batch, *table.batch_sizes}))
+        measured = None  # the board's own timings (hwpart board check --cost-input)
+        if overlay is not None and overlay.path is not None:
+            from hwpart.board.measured import load_measured
+
+            measured = load_measured(overlay.path.parent).get("board_cpu")
+        table = with_board_cpu(lg, table, board, sorted({1, args.batch, *table.batch_sizes}),
+                               measured=measured)
     if args.slots is not None and board is not None and args.slots > board.slots.count:
         raise HwpartError(f"--slots {args.slots}: {board.name} has {board.slots.count} "
                           "reconfigurable slots in its shell")

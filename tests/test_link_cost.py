@@ -110,3 +110,27 @@ def test_a_remote_fpga_with_no_measured_link_is_refused(bundle, monkeypatch):
     (bundle / "measured.json").unlink()
     with pytest.raises(ConfigError, match="hwpart board link"):
         board_figures(load_manifest(bundle))
+
+
+def test_partition_cpu_board_plans_on_the_boards_measured_cpu(bundle, tmp_path, capsys,
+                                                               monkeypatch):
+    """`hwpart partition --overlay B --cpu board` reads B/measured.json's board_cpu section
+    (`hwpart board check --cost-input`): the layers the board timed are priced with it."""
+    from hwpart.board import cpucost
+    from hwpart.boardcpu import export_cost_input
+    from hwpart.cli import main
+
+    monkeypatch.delenv("HWPART_FPGA", raising=False)
+    (bundle / "measured.json").unlink(missing_ok=True)
+    lg = graph("jet_tagger")
+    f = export_cost_input(lg, tmp_path / "in.npz", [1, 8])
+    cpucost.measure(bundle, f, repeats=1, board="pynq-z2")
+    out = tmp_path / "plan.json"
+    args = ["partition", "host/models.py:jet_tagger", "--input-shape", "16", "--overlay",
+            str(bundle), "--cpu", "board", "--batch", "8", "-o", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "measured (" in printed and "modeled" in printed, printed
+    (bundle / "measured.json").unlink()
+    assert main(args) == 0
+    assert "measured (" not in capsys.readouterr().out
