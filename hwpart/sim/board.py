@@ -12,8 +12,9 @@ Stand-ins PYNQ needs off-board -- all of them, in one place (:func:`_standins`):
 
 * ``pynq.pl_server.device.HWH``: off a Zynq CPU PYNQ binds this name to its
   abstract parser, and ``Device._update_pr_ip`` refuses any partial parser that
-  is not exactly of that type; we parse with ``_HWHZynq`` and point the name
-  there.
+  is not exactly of that type; we parse with the parser of the board's PS
+  family (``_HWHZynq`` for PS7, ``_HWHUltrascale`` for PS8,
+  :func:`hwpart.sim.hwh.read_hwh`) and point the name there.
 * ``pynq.ps.Clocks``: its real implementation programs the PS clock registers
   of a Zynq; ``Overlay.download`` sets FCLK0 through it. The stand-in records
   the requested frequency (and checks it against the board file).
@@ -46,7 +47,7 @@ import pynq
 import pynq.ps
 from pynq.buffer import PynqBuffer
 from pynq.pl_server import device as pynq_device
-from pynq.pl_server.hwh_parser import _HWHZynq, get_hwh_name
+from pynq.pl_server.hwh_parser import get_hwh_name
 
 from hwpart.boards import Board, load_board
 from hwpart.sim import hwh
@@ -84,7 +85,7 @@ class SimClocks:
 
 def _standins(board: SimBoard) -> None:
     """Every stand-in PYNQ needs off-board (see the module docstring). Idempotent."""
-    pynq_device.HWH = _HWHZynq
+    pynq_device.HWH = hwh.parser_class(board.board.ps)  # _HWHZynq / _HWHUltrascale
     pynq.ps.Clocks._real_instance = board.clocks
     pynq.ps.Clocks.device = board
 
@@ -189,19 +190,19 @@ class SimBoard(pynq.Device):
                 self._write32(address + i, int.from_bytes(data[i:i + 4], "little"))
 
     def get_bitfile_metadata(self, bitfile_name: str, partial: bool = False) -> Any:
-        """Parse the generated ``.hwh`` next to the bitstream with PYNQ's own Zynq parser."""
+        """Parse the ``.hwh`` next to the bitstream with PYNQ's own parser for its PS
+        family (``_HWHZynq`` / ``_HWHUltrascale``); a design for another family or part
+        is refused, as the board's configuration port would refuse its bitstream."""
         name = get_hwh_name(bitfile_name)
         if not Path(name).is_file():
             raise RuntimeError(f"no .hwh next to {bitfile_name} (expected {name})")
-        parser = _HWHZynq(hwh_name=name)
-        parser.systemgraph = None
-        parser.bin_data = parser.xclbin_data = parser.dtbo_data = None
-        if not partial:
-            ps = next(v for v in parser.ip_dict.values()
-                      if v.get("type", "").startswith("xilinx.com:ip:processing_system7"))
-            for i, clk in parser.clock_dict.items():
-                clk["frequency"] = float(ps["parameters"].get(f"PCW_FPGA{i}_PERIPHERAL_FREQMHZ", 0))
-        return parser
+        ps, device = hwh.hwh_family(name)
+        want = hwh.part_info(self.board.part)[0]
+        if ps != self.board.ps or (device and device.lower() != want):
+            raise RuntimeError(f"{name}: a {ps} design for {device or '?'}; board "
+                               f"{self.board.name} is a {self.board.ps} {want} "
+                               f"({self.board.part})")
+        return hwh.read_hwh(name, partial)
 
     def download(self, bitstream: Any, parser: Any = None) -> None:
         if not bitstream.partial:

@@ -100,7 +100,8 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
                                          "base_address": base,
                                          "dma_address": base + hwh.DMA_OFFSET})
     (root / "shell.hwh").write_text(hwh.shell_hwh(name, n_slots, b.clocks.pl_mhz, sg,
-                                                  b.dma.data_width_bits, base))
+                                                  b.dma.data_width_bits, base, ps=b.ps,
+                                                  part=b.part))
     entries = []
     for spec in rms:
         lib = root / "csim" / f"{spec.name}.so"
@@ -111,7 +112,8 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
         for k in range(n_slots):
             bit = root / "partials" / f"slot{k}_{spec.name}.bit"  # as hwpart.overlay names them
             write_partial_bit(bit, local, k)
-            bit.with_suffix(".hwh").write_text(hwh.partial_hwh(spec.name, hwh.slot_ctrl_addr(k, base)))
+            bit.with_suffix(".hwh").write_text(hwh.partial_hwh(
+                spec.name, hwh.slot_ctrl_addr(k, base), ps=b.ps, part=b.part))
             partials[k] = str(bit.relative_to(root))
         d = local.relative_to(root)
         d["partials"] = partials

@@ -47,9 +47,9 @@ _type = functools.lru_cache(maxsize=256)(parse_type)
 _layout = functools.lru_cache(maxsize=256)(StreamLayout)
 
 _WRAPPER = """\
-extern "C" void {top}_float(float *in, float *out);
-extern "C" void hwpart_batch(float *in, float *out, long n, long n_in, long n_out) {{
-    for (long i = 0; i < n; ++i) {top}_float(in + i * n_in, out + i * n_out);
+extern "C" void {top}_{ctype}({ctype} *in, {ctype} *out);
+extern "C" void hwpart_batch({ctype} *in, {ctype} *out, long n, long n_in, long n_out) {{
+    for (long i = 0; i < n; ++i) {top}_{ctype}(in + i * n_in, out + i * n_out);
 }}
 """
 
@@ -165,13 +165,19 @@ def _lib_lock(path: str) -> threading.Lock:
         return _LOCKS.setdefault(path, threading.Lock())
 
 
-def batch_library(library: Path, top: str, cache: Path | None = None) -> Path | None:
-    """Compile (once) the batch loop against ``library``; None when g++ is not there."""
+def batch_library(library: Path, top: str, cache: Path | None = None,
+                  ctype: str = "float") -> Path | None:
+    """Compile (once) the batch loop against ``library``; None when g++ is not there.
+
+    ``ctype``: which of hls4ml's two entry points it loops over, ``<top>_float``
+    or ``<top>_double`` (exact for words up to 53 bits).
+    """
     cxx = shutil.which("g++")
     if cxx is None:
         return None
     library = Path(library).resolve()
-    key = hashlib.sha256(f"{library}|{library.stat().st_mtime_ns}|{top}".encode()).hexdigest()[:16]
+    tag = top if ctype == "float" else f"{top}|{ctype}"  # float keeps its earlier cache key
+    key = hashlib.sha256(f"{library}|{library.stat().st_mtime_ns}|{tag}".encode()).hexdigest()[:16]
     d = cache or library.parent
     if not os.access(d, os.W_OK):
         d = Path(tempfile.gettempdir()) / "hwpart-rm-batch"
@@ -180,7 +186,7 @@ def batch_library(library: Path, top: str, cache: Path | None = None) -> Path | 
     if out.is_file():
         return out
     src = d / f"hwpart_batch-{key}.cpp"
-    src.write_text(_WRAPPER.format(top=top))
+    src.write_text(_WRAPPER.format(top=top, ctype=ctype))
     tmp = out.with_suffix(f".tmp{os.getpid()}.so")
     subprocess.run([cxx, "-O2", "-shared", "-fPIC", str(src), "-o", str(tmp), str(library),
                     f"-Wl,-rpath,{library.parent}"], check=True, capture_output=True)
