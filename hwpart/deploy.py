@@ -552,17 +552,32 @@ def build_wheel(out_dir: Path) -> Path:
 
     The board installs it with ``--no-deps``: torch and the host's other
     dependencies stay off the board; ``hwpart.board`` needs only what PYNQ images have.
+    The wheel is built from a copy of the sources, so setuptools' ``build/`` folder in
+    the checkout (stale modules stay there after a rename) never reaches a board, and
+    two builds at once do not share it.
     """
-    import hwpart
+    import shutil
 
-    src = Path(hwpart.__file__).resolve().parents[1]
+    from hwpart.datafiles import DATA_FOLDERS, import_root
+
+    src = import_root()
     if not (src / "pyproject.toml").is_file():
         raise DeployError(f"hwpart at {src} is installed without its source tree, so deploy "
                           "cannot build its wheel; pass --wheel FILE (a hwpart wheel)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-           "-w", str(out_dir), str(src)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "sim_build", "results*.xml",
+                                  "*.egg-info")
+    with tempfile.TemporaryDirectory(prefix="hwpart-wheel-") as tmp:
+        copy = Path(tmp) / "src"
+        copy.mkdir()
+        for f in ("pyproject.toml", "README.md"):
+            shutil.copy2(src / f, copy / f)
+        for d in ("hwpart", *DATA_FOLDERS):
+            if (src / d).is_dir():
+                shutil.copytree(src / d, copy / d, ignore=junk)
+        cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--no-deps",
+               "--no-build-isolation", "-q", "-w", str(out_dir), str(copy)]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
     wheels = sorted(out_dir.glob("hwpart-*.whl"))
     if r.returncode != 0 or not wheels:
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]

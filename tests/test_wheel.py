@@ -29,7 +29,6 @@ from hwpart.datafiles import DATA_FOLDERS
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["kv260", "pynq-z2", "zcu104"]
 #: Build leftovers that may sit in a working tree's data folders and never ship.
-JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "sim_build", "results*.xml", "*.egg-info")
 
 TINY_MODEL = '''\
 import torch
@@ -46,17 +45,11 @@ def mlp() -> nn.Module:
 def fresh(tmp_path_factory) -> Path:
     """The wheel, built from a copy of the sources (so the checkout's build/ is never
     shared with a concurrent run, nor stale), installed into an empty folder."""
+    from hwpart.deploy import build_wheel  # what deploy sends to a board
+
     base = tmp_path_factory.mktemp("wheel")
-    src = base / "src"
-    src.mkdir()
-    for f in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / f, src / f)
-    for d in ("hwpart", *DATA_FOLDERS):
-        shutil.copytree(ROOT / d, src / d, ignore=JUNK)
+    wheel = build_wheel(base / "dist")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(base / "dist"),
-                    str(src)], check=True, capture_output=True, timeout=300, cwd=base)
-    (wheel,) = (base / "dist").glob("hwpart-*.whl")
     target = base / "fresh"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300, cwd=base)
