@@ -101,6 +101,11 @@ def test_an_unknown_key_is_refused(agent, keys, tmp_path):
     with pytest.raises(AgentAuthError, match=r"127\.0\.0\.1:\d+ refused our key .*authorized/"):
         c.hello()
     c.close()
+    plain = zmq.Context.instance().socket(zmq.DEALER)  # no CURVE at all: no handshake
+    plain.setsockopt(zmq.LINGER, 0)
+    plain.connect(f"tcp://127.0.0.1:{agent.port}")
+    assert ask(plain, [head(op="hello")], timeout_s=3) is None
+    plain.close(0)
     ok = client(agent, keys)
     assert ok.ping()[0] > 0  # the agent still serves the keys it knows
     ok.close()
@@ -228,6 +233,19 @@ def test_a_partitioned_run_through_the_agent_equals_the_local_simulated_board(ag
     assert plan.last.link_s > 0
     m = dev.metrics()
     assert m["modeled_busy_s"] is not None and m["modeled_busy_s"] > 0
+
+
+def test_the_host_refuses_an_agent_serving_other_bitstreams(agent, keys, tmp_path):
+    """An RM of the same name but another function: its partials' sha256 differ, so the host
+    will not plan on the agent's board with its own bundle's types and layers."""
+    from hwpart.sim.bundle import write_sim_bundle
+
+    impostor = other_rm("fc3")  # 32 -> 32 like fc3, computing something else
+    b = write_sim_bundle(tmp_path / "host", "jet", [jet_rms()[0], impostor])
+    dev = FpgaDevice(b.root, fpga=agent.url, key=keys / "client.key_secret")
+    with pytest.raises(AgentError, match=r"serves bundle jet, which is not the host's .*RM "
+                                         r"fc3's partial for slot 0 differs.*Deploy the same"):
+        dev.open()
 
 
 def test_fail_and_restore_across_the_network(agent, keys, bundle):
