@@ -363,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules that add their own subcommands through ``register_cli(subparsers)``:
 #: ``run``/``devices`` live with the runtime, ``overlay`` with the overlay builder,
-#: ``deploy`` (SSH to a PYNQ board) on its own.
-PLUGIN_MODULES = ("hwpart.runcli", "hwpart.overlay", "hwpart.deploy")
+#: ``deploy`` (SSH to a PYNQ board) on its own, ``sim`` (hls4ml projects on the
+#: simulated board, PYNQ's discovery of it) with the simulated board.
+PLUGIN_MODULES = ("hwpart.runcli", "hwpart.overlay", "hwpart.deploy", "hwpart.sim.cli")
 
 
 def _add_plugin_commands(sub: Any) -> None:

@@ -50,7 +50,7 @@ from pynq.pl_server import device as pynq_device
 from pynq.pl_server.hwh_parser import get_hwh_name
 
 from hwpart.boards import Board, load_board
-from hwpart.sim import hwh
+from hwpart.sim import accel, hwh
 from hwpart.sim.ddr import DDR
 from hwpart.sim.decoupler import SlotModel
 from hwpart.sim.dma import AxiDmaModel, Packet
@@ -123,6 +123,7 @@ class SimBoard(pynq.Device):
         self.bitfile_name = ""
         self.timestamp = ""
         self.shell: dict[str, Any] | None = None
+        self.accel: Any = None  # an hls4ml VivadoAccelerator design (hwpart.sim.accel) instead
         self.ps_base = hwh.BASE["ps8" if self.board.ps == "ps8" else "ps7"]  # the board's PS map
         self.base = self.ps_base
         self.dma_base = self.base + hwh.DMA_OFFSET
@@ -205,10 +206,17 @@ class SimBoard(pynq.Device):
         return hwh.read_hwh(name, partial)
 
     def download(self, bitstream: Any, parser: Any = None) -> None:
+        if not bitstream.partial and accel.is_accel_bit(bitstream.bitfile_name):
+            fabric = accel.AccelFabric.load(bitstream.bitfile_name, parser, self)
+            with self.lock:  # the design replaces the shell: DMA -> core -> DMA, no slots
+                self.shell, self.accel = None, fabric
+                self.dma, self.dma_base = fabric.dma, fabric.base
+            self.post_download(bitstream, parser, self.name)
+            return
         if not bitstream.partial:
             info = read_shell_bit(bitstream.bitfile_name)
             with self.lock:
-                self.shell = info
+                self.shell, self.accel = info, None
                 self.base = int(info.get("base_address", self.ps_base))
                 self.dma_base = int(info.get("dma_address", self.base + hwh.DMA_OFFSET))
                 self._configure(int(info["slots"]), bool(info.get("sg", False)))
@@ -250,6 +258,8 @@ class SimBoard(pynq.Device):
     # ------------------------------------------------------------------ register decode
 
     def _read32(self, a: int) -> tuple[int, float]:
+        if self.accel is not None:
+            return self.accel.read(a)
         if self.dma_base <= a < self.dma_base + hwh.DMA_RANGE:
             return self.dma.read(a - self.dma_base)
         off = a - self.base
@@ -261,6 +271,9 @@ class SimBoard(pynq.Device):
         return 0, 0.0  # DECERR on hardware; reads 0 as the RTL shell does
 
     def _write32(self, a: int, v: int) -> None:
+        if self.accel is not None:
+            self.accel.write(a, v)
+            return
         if self.dma_base <= a < self.dma_base + hwh.DMA_RANGE:
             self.dma.write(a - self.dma_base, v)
             return
