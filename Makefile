@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	# PYNQ finds the simulated board by itself when HWPART_SIM_BOARD=BOARD is set
+	# (a site-packages .pth that does nothing without it; docs/simulation.md)
+	$(BIN)/hwpart sim discovery --install >/dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
