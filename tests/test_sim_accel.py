@@ -70,7 +70,9 @@ def env_dir(tmp_path_factory):
     the way a user installs it (``hwpart sim discovery --install``)."""
     root = tmp_path_factory.mktemp("venv")
     venv.create(root, with_pip=False, symlinks=True)
-    site = Path(sysconfig.get_paths(vars={"base": str(root), "platbase": str(root)})["purelib"])
+    site = Path(subprocess.run([_python(root), "-c", "import sysconfig; print(sysconfig."
+                                "get_paths()['purelib'])"], capture_output=True, text=True,
+                               check=True, timeout=60).stdout.strip())
     assert site.is_dir()
     here = sysconfig.get_paths()["purelib"]  # this environment: numpy, pynq, hwpart (editable)
     (site / "_parent_env.pth").write_text(f"import site; site.addsitedir({here!r})\n")
