@@ -321,8 +321,13 @@ def register_cli(sub: Any) -> None:
                                                "estimated, labelled)")
     pr.add_argument("--min-throughput", type=float,
                     help="with --auto: a floor every plan must keep, samples/s")
+    pr.add_argument("--cluster", type=_cluster_arg, metavar="{local-ray[:N],ray://HOST:PORT,"
+                    "HOST:PORT}", help="run the stages on a Ray cluster (hwpart[cluster]): "
+                    "each stage in an actor on a node with its device (docs/cluster.md)")
     pr.set_defaults(func=_cmd_run)
     pd = sub.add_parser("devices", help="list device kinds, whether usable here, and why")
+    pd.add_argument("--cluster", type=_cluster_arg, metavar="SPEC",
+                    help="list a Ray cluster's nodes, devices and measured links instead")
     pd.set_defaults(func=_cmd_devices)
 
 
@@ -332,7 +337,32 @@ def _console() -> Any:
     return console
 
 
+def _cluster_arg(value: str) -> str:
+    """``--cluster``: checked at parse time (the cluster package imports Ray only to connect)."""
+    import argparse
+
+    from hwpart.cluster.env import parse_cluster
+
+    try:
+        parse_cluster(value)
+    except HwpartError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value.strip()
+
+
 def _cmd_run(args: Any) -> int:
+    if getattr(args, "cluster", None):  # the stages on a Ray cluster (hwpart.cluster)
+        from hwpart.cluster.cli import run_on_cluster
+
+        run_on_cluster(args.cluster, args.model, args.input_shape, plan_path=args.plan,
+                       auto=args.auto, samples=args.samples, batch=args.batch,
+                       report_path=args.report, seed=args.seed, threads=args.threads,
+                       capacity=args.capacity, warmup_batches=args.warmup,
+                       console=_console(), objective=args.objective, overlay=args.overlay,
+                       fpga=args.fpga, adapt=args.adapt, scenario=args.scenario,
+                       timeline=args.timeline, margin=args.margin, settle_s=args.settle,
+                       interval_s=args.interval, metrics_path=args.metrics)
+        return 0
     run_command(args.model, args.input_shape, args.plan, args.auto, args.samples, args.batch,
                 args.report, False if args.no_live else None, args.metrics,
                 interval_s=args.interval, seed=args.seed, threads=args.threads,
@@ -394,5 +424,10 @@ def _measure_link_if_missing(overlay: str | None, console: Any) -> None:
 
 
 def _cmd_devices(args: Any) -> int:
+    if getattr(args, "cluster", None):
+        from hwpart.cluster.cli import devices_on_cluster
+
+        devices_on_cluster(args.cluster, _console())
+        return 0
     devices_command(_console())
     return 0

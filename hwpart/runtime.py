@@ -246,6 +246,12 @@ class Pipeline:
                     self.routing.replace(route, rep)
             return rep
 
+    def fault(self, name: str, route: Route, exc: BaseException, seq: int) -> Route | None:
+        """The replacement for ``route`` of stage ``name``, which failed (``on_fault`` is asked
+        once per failed route): for a caller that finds a route dead outside its stage's
+        worker, e.g. a cluster recomputing a value that a lost node held."""
+        return self._fault(name, route, exc, seq)
+
     def load(self, stage: Stage, device: Device) -> Route:
         """Load ``stage`` on ``device``; the pipeline unloads it on close (also for re-routes)."""
         try:

@@ -14,7 +14,8 @@ everywhere it appears: without it the effect lasts until :meth:`Injector.stop`):
 
 * ``cpu_contention``: ``threads: N`` *or* ``processes: N`` busy loops. Processes
   (multiprocessing, ``spawn``: no fork of a threaded pipeline) each take a core
-  and are killed when the event ends. Threads are pure-Python busy loops in
+  and are killed when the event ends; ``cores: [K, ...]`` pins them there (a
+  local cluster's node that lives on core K is contended alone). Threads are pure-Python busy loops in
   this process: they hold the GIL part of the time (Python switches every 5
   ms), so they slow the pipeline's Python code as well as taking a core -- a
   different trouble from processes, not a cheaper version of it.
@@ -123,6 +124,7 @@ class CpuContention(Event):
     kind: str = "cpu_contention"
     threads: int = 0
     processes: int = 0
+    cores: tuple[int, ...] = ()  # pin the busy processes to these cores (empty: anywhere)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,10 +244,18 @@ def _POS(v: Any) -> float:
     return _num(v, gt=0)
 
 
+def _cores(v: Any) -> tuple[int, ...]:
+    if not isinstance(v, list) or not v or any(
+            isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in v):
+        raise _Bad("a list of core numbers >= 0")
+    return tuple(v)
+
+
 _FIELDS: dict[str, dict[str, tuple[_Check, bool, str]]] = {
     "cpu_contention": {
         "threads": (lambda v: _int(v, ge=1), False, "threads: 2"),
         "processes": (lambda v: _int(v, ge=1), False, "processes: 2"),
+        "cores": (_cores, False, "cores: [1]"),
         "duration": (_POS, False, "duration: 4.0"),
     },
     "gpu_busy": {
@@ -355,6 +365,9 @@ def _event(i: int, e: Any, where: str) -> Event:
         if ("threads" in vals) == ("processes" in vals):
             raise ConfigError(f"{at}: field 'threads'/'processes': give exactly one; write e.g. "
                               "'processes: 2' (cores taken) or 'threads: 2' (GIL-holding loops)")
+        if "cores" in vals and "processes" not in vals:
+            raise ConfigError(f"{at}: field 'cores': pins busy processes; use it with "
+                              "'processes: N'")
         return CpuContention(index=i, **vals)
     if kind == "gpu_busy":
         return GpuBusy(index=i, **vals)
@@ -567,9 +580,12 @@ class Targets:
 LogFn = Callable[..., None]
 
 
-def _burn(duration_s: float | None, ppid: int) -> None:
+def _burn(duration_s: float | None, ppid: int, cores: tuple[int, ...] = ()) -> None:
     """A busy process's body: spin until killed, the time is up, or the parent is gone
-    (so an injector that died cannot leave a core burning)."""
+    (so an injector that died cannot leave a core burning). ``cores``: where it burns (a
+    cluster's node pinned to a core is contended alone)."""
+    if cores:
+        os.sched_setaffinity(0, set(cores))
     end = math.inf if duration_s is None else time.monotonic() + duration_s
     x = 0
     while True:
@@ -781,7 +797,7 @@ class Injector:
             ctx = multiprocessing.get_context("spawn")  # never fork a threaded pipeline
             # a safety margin past the duration: stop() normally kills them first
             life = None if ev.duration is None else ev.duration + 30.0
-            procs = [ctx.Process(target=_burn, args=(life, os.getpid()), daemon=True,
+            procs = [ctx.Process(target=_burn, args=(life, os.getpid(), ev.cores), daemon=True,
                                  name=f"hwpart-busy-{ev.index}-{i}")
                      for i in range(ev.processes)]
             try:
@@ -804,8 +820,11 @@ class Injector:
                         p.join(2.0)
                 return f"{len(procs)} busy processes killed"
 
-            return (f"{ev.processes} busy processes on the host CPU (one core each)",
-                    undo_procs, {"processes": ev.processes, "pids": [p.pid for p in procs]})
+            where = f"core {','.join(map(str, ev.cores))}" if ev.cores else "the host CPU"
+            return (f"{ev.processes} busy processes on {where}"
+                    + ("" if ev.cores else " (one core each)"),
+                    undo_procs, {"processes": ev.processes, "cores": list(ev.cores),
+                                 "pids": [p.pid for p in procs]})
         stop = threading.Event()
         threads = [threading.Thread(target=_spin, args=(stop,), daemon=True,
                                     name=f"hwpart-busy-{ev.index}-{i}")

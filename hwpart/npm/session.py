@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +56,12 @@ def run_adaptive(lg: Any, plan: Plan, problem: Any, devices: Mapping[str, Device
                  config: NpmConfig | None = None, warmup_batches: int = 2,
                  fabric: Fabric | None = None, max_items: int | None = None,
                  on_start: Callable[[Npm], None] | None = None,
-                 layout: Layout | None = None) -> AdaptiveRun:
+                 layout: Layout | None = None,
+                 plain: Sequence[str] = ("cpu",)) -> AdaptiveRun:
     """See the module docstring; ``adapt=False`` runs the same plan static (the baseline);
-    ``layout`` replaces the plan's stages (an oracle's layout, segments of the same cut)."""
+    ``layout`` replaces the plan's stages (an oracle's layout, segments of the same cut);
+    ``plain``: the units besides FPGA slots a stage may move to (a cluster's CPUs on every
+    node: ``cpu``, ``cpu_b``...)."""
     fpga = devices.get("fpga")
     if fabric is None:
         fabric = Fabric.of_bundle(fpga._load_bundle()) if fpga is not None else Fabric()
@@ -84,7 +87,7 @@ def run_adaptive(lg: Any, plan: Plan, problem: Any, devices: Mapping[str, Device
         npm = None
         if adapt:
             npm = Npm(pipe, segs, layout, problem, fabric, devices, log, probe=probe,
-                      reference=reference, config=config)
+                      reference=reference, config=config, plain=plain)
             monitor.subscribe(npm.on_snapshot)
             npm.start()
             if on_start is not None:
