@@ -140,6 +140,8 @@ def test_unlisted_or_changed_bitstreams_are_refused(agent, keys, bundle, tmp_pat
                                           r"\.json"):
         spawn(root, keys, "--sim", env=NO_PACE)
     c.close()
+    with pytest.raises(HwpartError, match="simulated board's stand-ins .*serve it with --sim"):
+        spawn(bundle.root, keys, env={**NO_PACE, "HWPART_FPGA": "auto"})
 
 
 def test_a_partial_changed_after_start_is_refused_before_download(bundle, keys, tmp_path):

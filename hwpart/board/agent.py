@@ -269,6 +269,13 @@ def make_agent(bundle: Path | str, keys: Path | str, bind: str = "127.0.0.1",
     simulated board (``sim``)."""
     root = Path(bundle)
     m = open_bundle(root, sim)
+    if m.simulated and not sim:
+        raise ConfigError(f"{root}: its bitstreams are the simulated board's stand-ins "
+                          "(board.json: simulated); serve it with --sim, or deploy a bundle "
+                          "Vivado built")
+    if sim and not m.simulated:
+        raise ConfigError(f"{root}: its bitstreams are Vivado's; the simulated board runs only "
+                          "simulated bundles (drop --sim on the board)")
     board = None
     if sim:
         from hwpart.sim.board import install
