@@ -19,14 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 from hwpart.errors import ConfigError
 
 SERVER, CLIENT, AUTHORIZED = "server", "client", "authorized"
 
 
-def _zmq_auth():  # type: ignore[no-untyped-def]
+def _zmq_auth() -> Any:
     try:
         import zmq
         import zmq.auth
@@ -72,6 +74,9 @@ def load_pair(path: Path | str, what: str) -> tuple[bytes, bytes]:
         raise ConfigError(f"{p}: not a ZeroMQ certificate ({exc})") from exc
     if not sec:
         raise ConfigError(f"{p}: holds no secret key; give the .key_secret file")
+    if os.name == "posix" and p.stat().st_mode & 0o077:
+        print(f"hwpart: warning: {p} is readable by others; chmod 600 it", file=sys.stderr,
+              flush=True)
     return pub, sec
 
 
