@@ -31,6 +31,23 @@ def small_cnn() -> nn.Module:
     ).eval()
 
 
+def lenet5() -> nn.Module:
+    """LeNet-5-sized CNN: conv(1->6, 5x5) pool conv(6->16, 5x5) pool, dense 400-120-84-10.
+
+    Input shape: 1,32,32. Its 400x120 dense layer is the one that must not be
+    fully unrolled on a slot (issue 12, item 7): the overlay-build benchmark.
+    """
+    torch.manual_seed(4)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, 10),
+    ).eval()
+
+
 class ResidualBlock(nn.Module):
     """ResNet basic block (conv-bn-relu-conv-bn + identity, relu) with a classifier head."""
 
@@ -98,7 +115,9 @@ def inception_block() -> nn.Module:
     return InceptionBlock().eval()
 
 
-#: name -> (factory, per-sample input shape); used by tests, benches and docs.
+#: name -> (factory, per-sample input shape); used by tests, benches and docs. Every test
+#: that takes the ``example`` fixture runs each of these, so lenet5 (an overlay-build
+#: benchmark, bench/overlay_build.py) is not among them.
 EXAMPLES = {
     "jet_tagger": (jet_tagger, (16,)),
     "small_cnn": (small_cnn, (3, 16, 16)),

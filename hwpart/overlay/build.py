@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,7 +35,8 @@ from hwpart.errors import HwpartError
 from hwpart.graph import LayerGraph
 from hwpart.overlay import hls, rtl, tcl
 from hwpart.overlay.adapter import stream_format, write_adapter
-from hwpart.overlay.candidates import Group, find_candidates
+from hwpart.overlay.candidates import Group, find_candidates, unsupported_reason
+from hwpart.overlay.hlsconfig import INPUT_LAYER, UserHLSConfig, load_hls_config
 from hwpart.overlay.manifest import (
     RM,
     AccuracyFigures,
@@ -43,6 +45,7 @@ from hwpart.overlay.manifest import (
     Cycles,
     FastModelInfo,
     FileEntry,
+    LayerHLS,
     Manifest,
     ModelInfo,
     Rejected,
@@ -56,7 +59,7 @@ from hwpart.overlay.manifest import (
     sha256_file,
     write_manifest,
 )
-from hwpart.overlay.resources import estimate_group
+from hwpart.overlay.resources import estimate_group, kernel_dims
 
 DEFAULT_TOLERANCE = 0.02
 YOSYS_MAX_LUT = 50_000  # da4ml estimate above which the Yosys run is skipped
@@ -79,6 +82,7 @@ class BuildOptions:
     rtl: bool = True
     rtl_samples: int = 64
     yosys: bool = True  # synth_xilinx estimate of da4ml cores when yosys is installed
+    hls_config: Path | None = None  # the user's hls4ml config (--hls-config), merged per RM
 
 
 @dataclass
@@ -158,11 +162,15 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int,
     New libraries run in child processes because hls4ml's C++ asserts abort
     the whole process (e.g. an unsupported layer option); a crash then rejects
     that RM only. Spawn, not fork: the parent has torch's thread pools running.
+    Children send their steps (hls4ml convert, g++, check) through a queue, so
+    the user sees where each RM is while g++ runs, not only when it is done.
     """
     out: dict[str, dict[str, Any]] = {}
     cold = []
+    step = _steps(progress)
     for job in jobs:
-        res = hls.run_job(job, warm_only=True) if hls.job_is_warm(job) else None
+        res = (hls.run_job(job, warm_only=True, progress=step) if hls.job_is_warm(job)
+               else None)
         if res is None:  # a library that has not run before: only in a child process
             cold.append(job)
             continue
@@ -174,26 +182,57 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int,
     ctx = multiprocessing.get_context("spawn")
     for job in cold:
         if progress:
-            progress(job["name"], "hls4ml C simulation", 0.1)
+            progress(job["name"], "queued for hls4ml + g++", 0.1)
+    queue = ctx.Queue()
+    drain = threading.Thread(target=_drain, args=(queue, step), daemon=True)
+    drain.start()
     try:
-        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(cold))),
-                                 mp_context=ctx) as ex:
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(cold))), mp_context=ctx,
+                                 initializer=hls.init_worker, initargs=(queue,)) as ex:
             futs = [ex.submit(hls.run_job, job) for job in cold]
             for fut in as_completed(futs):
                 res = fut.result()
                 out[res["name"]] = res
-                if progress:
-                    progress(res["name"], "C simulation checked", 0.7)
     except BrokenProcessPool:
         for job in cold:  # find the one that crashed: one process each
             if job["name"] not in out:
                 out[job["name"]] = _isolated(job, ctx)
+    finally:
+        # the workers have exited (their queue flushed), so the sentinel comes last
+        queue.put(None)
+        drain.join(timeout=5)
+    for job in cold:  # after the drain, so the lines stay in order
+        if progress and out[job["name"]]["error"]:
+            progress(job["name"], f"hls4ml failed: {out[job['name']]['error']}", 0.7)
     return out
+
+
+_FRACTION = (("hls4ml convert", 0.2), ("C-sim compile (g++)", 0.3), ("C-sim compiled", 0.55),
+             ("checked", 0.6))
+
+
+def _steps(progress: Progress | None) -> Callable[[str, str], None] | None:
+    """(rm, line) from the precision search -> the build's progress callback."""
+    if progress is None:
+        return None
+
+    def step(rm: str, what: str) -> None:
+        frac = next((f for prefix, f in _FRACTION if what.startswith(prefix)), 0.5)
+        progress(rm, what, frac)
+
+    return step
+
+
+def _drain(queue: Any, step: Callable[[str, str], None] | None) -> None:
+    while (item := queue.get()) is not None:
+        if step is not None:
+            step(*item)
 
 
 def _isolated(job: dict[str, Any], ctx: Any) -> dict[str, Any]:
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=hls.init_worker,
+                                 initargs=(None,)) as ex:
             return ex.submit(hls.run_job, job).result()
     except BrokenProcessPool:
         return {"name": job["name"], "trials": [],
@@ -202,19 +241,24 @@ def _isolated(job: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 
 def _project(m, g: Group, digest: str, precision: str, reuse: dict[str, int], board: Board,
-             cache: Path) -> Path:
-    """The per-board hls4ml project (sources for Vitis HLS), cached by content."""
-    # csim_key covers the slice, precision, hls4ml version and hls.py's own source
-    text = json.dumps([hls.csim_key(digest, precision), reuse,
+             cache: Path, user: dict[str, Any] | None = None,
+             ) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The per-board hls4ml project (sources for Vitis HLS), cached by content, and what
+    hls4ml made of each layer (types, reuse factor, strategy) for the manifest."""
+    # csim_key covers the slice, precision, hls4ml version, hls.py's own source and
+    # the user's settings of this slice
+    text = json.dumps([hls.csim_key(digest, precision, user), reuse,
                        board.part, board.clocks.pl_mhz, g.name])
     key = hashlib.sha256(text.encode()).hexdigest()[:20]
     d = cache / "prj" / key
     if not (d / "done").is_file():
         shutil.rmtree(d, ignore_errors=True)
-        hls.convert(m, g.in_shape, precision, d / "hls4ml_prj", g.name, reuse=reuse,
-                    part=board.part, clock_ns=1e3 / board.clocks.pl_mhz)
+        hm = hls.convert(m, g.in_shape, precision, d / "hls4ml_prj", g.name, reuse=reuse,
+                         part=board.part, clock_ns=1e3 / board.clocks.pl_mhz, user=user)
+        names = [*g.nodes, INPUT_LAYER]
+        (d / "effective.json").write_text(json.dumps(hls.effective_settings(hm, names)))
         (d / "done").write_text("")
-    return d / "hls4ml_prj"
+    return d / "hls4ml_prj", json.loads((d / "effective.json").read_text())
 
 
 def _staging(out: Path) -> Path:
@@ -250,7 +294,18 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
                            f"{board.slots.count} reconfigurable slot(s)")
     if opts.tolerance <= 0:
         raise OverlayError(f"--tolerance {opts.tolerance}: must be > 0 (max abs error)")
-    cand = find_candidates(lg, board, opts.groups)
+    user = (load_hls_config(opts.hls_config, list(lg.compute_nodes), tuple(lg.input_shape))
+            if opts.hls_config is not None else None)
+    precisions = tuple(opts.precisions)
+    fixed: dict[str, int] = {}
+    layer_bits: dict[str, int] = {}
+    if user is not None:
+        if user.model_precision is not None:
+            precisions = (_model_precision(user),)
+        fixed, layer_bits = user.sizing(_node_classes(lg), _kernel_dims(lg, list(
+            lg.compute_nodes)))
+    cand = find_candidates(lg, board, opts.groups, fixed=fixed, layer_bits=layer_bits)
+    user_rm = _user_settings(lg, cand.groups, user, precisions) if user else {}
     cache = Path(opts.cache).resolve()
     x, inputs_text = _inputs(lg, opts)
     slot_res = board.slots.resources.as_dict()
@@ -268,6 +323,10 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
                        slot_resources=slot_res, ii_cycles=est.ii_cycles,
                        latency_cycles=est.latency_cycles)
         reports[g.name] = rep
+        if progress:
+            progress(g.name, f"start: {g.span} ({len(g.nodes)} layers), reuse "
+                     + (", ".join(f"{n}={r}" for n, r in est.reuse.items()) or "-")
+                     + f", II {est.ii_cycles} cycles (est.)", 0.0)
         if not est.fits(board):
             rep.status = "rejected"
             rep.reason = f"RM {g.name} ({g.span}): {est.over_text(board)} ({est.source})"
@@ -281,8 +340,8 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
         jobs.append({"name": g.name, "module": m, "in_shape": g.in_shape,
                      "out_shape": g.out_shape, "x_in": x_in, "ref": ref,
                      "tolerance": opts.tolerance, "classifier": _is_classifier(lg, g),
-                     "precisions": list(opts.precisions), "cache": str(cache),
-                     "digest": digests[g.name]})
+                     "precisions": list(precisions), "cache": str(cache),
+                     "digest": digests[g.name], "user": user_rm.get(g.name)})
     workers = opts.jobs or (os.cpu_count() or 1)
     trials = _run_jobs(jobs, min(workers, len(jobs)), progress)
 
@@ -290,7 +349,7 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
     try:
         manifest, reports_out = _write_bundle(bundle, lg, board, opts, cand, reports, trials,
                                               modules, ios, digests, cache, slots, inputs_text,
-                                              progress)
+                                              progress, user, user_rm, fixed, layer_bits)
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
@@ -302,11 +361,65 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
                        time.perf_counter() - t0, cached, compiles)
 
 
+def _model_precision(user: UserHLSConfig) -> str:
+    """``Model: Precision`` fixes the RMs' precision (no search): it must be an ap_fixed,
+    the type the streams, the adapter and the simulated board carry."""
+    p = str(user.model_precision)
+    try:
+        rtl.FixedType.parse(p)
+    except ValueError:
+        raise user.err("Model.Precision", f"{p!r}: the RM precision (its stream type) must be "
+                                          "ap_fixed<W,I[,Q,O]>") from None
+    return p
+
+
+def _node_classes(lg: LayerGraph) -> dict[str, str]:
+    """hls4ml's class of every layer an RM may hold, each parsed as a one-layer slice."""
+    out = {}
+    for n in lg.compute_nodes:
+        if unsupported_reason(lg, n) is None:
+            d = lg.dag.nodes[n]
+            m = hls.slice_module(lg, [n])
+            in_shape = tuple(d["in_shapes"][0][1:])
+            out[n] = hls.layer_classes(m, in_shape, {"Model": {"Precision": "ap_fixed<16,6>"}})[n]
+    return out
+
+
+def _kernel_dims(lg: LayerGraph, nodes: list[str]) -> dict[str, tuple[int, int]]:
+    return {n: dims for n in nodes if (dims := kernel_dims(lg, n)) is not None}
+
+
+def _user_settings(lg: LayerGraph, groups: list[Group], user: UserHLSConfig,
+                   precisions: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each RM's ``--hls-config`` settings, resolved per layer name, in hls4ml's shape.
+
+    Checked against each slice as hls4ml sees it (which precisions a layer has,
+    which classes exist) before anything compiles, at every precision the
+    search may try (an RM's boundary types must follow it).
+    """
+    out, classes_seen = {}, set()
+    for g in groups:
+        m = hls.slice_module(lg, g.nodes)
+        for prec in precisions:
+            cfg = hls.hls_config(m, g.in_shape, prec)
+            classes = hls.layer_classes(m, g.in_shape, cfg)
+            classes_seen.update(classes.values())
+            choices = user.choices(classes, cfg["LayerName"], (INPUT_LAYER, g.nodes[-1]), prec,
+                                   _kernel_dims(lg, g.nodes))
+        out[g.name] = user.to_hls4ml(choices)
+    user.check_types(classes_seen)
+    return out
+
+
 def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions, cand,
                   reports: dict[str, RMReport], trials: dict[str, dict[str, Any]],
                   modules: dict[str, Any], ios: dict[str, Any], digests: dict[str, str],
                   cache: Path, slots: int,
-                  inputs_text: str, progress: Progress | None) -> tuple[Manifest, list[RMReport]]:
+                  inputs_text: str, progress: Progress | None,
+                  user: UserHLSConfig | None = None,
+                  user_rm: dict[str, dict[str, Any]] | None = None,
+                  fixed: dict[str, int] | None = None,
+                  layer_bits: dict[str, int] | None = None) -> tuple[Manifest, list[RMReport]]:
     amap = tcl.address_map(board, slots)
     slot_res = board.slots.resources.as_dict()
     rms: list[RM] = []
@@ -333,7 +446,8 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
         if g.estimate is not None and width != g.estimate.bits:
             # wider words than the grouping assumed: choose reuse factors again (the C
             # simulation does not depend on them; the per-board project uses these)
-            g.estimate = estimate_group(lg, g.nodes, board, bits=width)
+            g.estimate = estimate_group(lg, g.nodes, board, bits=width, fixed=fixed,
+                                        layer_bits=layer_bits)
             rep.resources = g.estimate.resources.as_dict()
             rep.ii_cycles, rep.latency_cycles = g.estimate.ii_cycles, g.estimate.latency_cycles
             if not g.estimate.fits(board):
@@ -344,7 +458,8 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
         if progress:
             progress(g.name, "writing project and scripts", 0.8)
         rms.append(_bundle_rm(bundle, g, lg, board, opts, best, modules[g.name],
-                              digests[g.name], ios[g.name][0], cache, rep, inputs_text, slots))
+                              digests[g.name], ios[g.name][0], cache, rep, inputs_text, slots,
+                              (user_rm or {}).get(g.name), user))
         if progress:
             progress(g.name, "done", 1.0)
 
@@ -385,14 +500,16 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
 
 def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: BuildOptions,
                best: hls.Trial, m, digest: str, x_in: np.ndarray, cache: Path, rep: RMReport,
-               inputs_text: str, slots: int) -> RM:
+               inputs_text: str, slots: int, user_rm: dict[str, Any] | None = None,
+               user: UserHLSConfig | None = None) -> RM:
     est = g.estimate
     assert est is not None
     d = bundle / g.name
     d.mkdir(parents=True)
-    prj = _project(m, g, digest, best.precision, est.reuse, board, cache)
+    prj, effective = _project(m, g, digest, best.precision, est.reuse, board, cache, user_rm)
     shutil.copytree(prj, d / "hls4ml_prj")
-    art = hls.compile_csim(m, g.in_shape, g.out_shape, best.precision, cache, digest=digest)
+    art = hls.compile_csim(m, g.in_shape, g.out_shape, best.precision, cache, digest=digest,
+                           user=user_rm)
     (d / "csim").mkdir()
     lib = d / "csim" / f"{hls.CSIM_PROJECT}.so"
     shutil.copy2(art.library, lib)
@@ -409,6 +526,9 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
         "not modeled" if fast.checked == 0 else f"{fast.mismatches} mismatches") + ")")
     rtl_info = None
     reason = rtl.dense_reason(m)
+    own_types = any("Precision" in v for v in ((user_rm or {}).get("LayerName") or {}).values())
+    if own_types:  # da4ml's twin quantizes every layer to the RM type
+        reason = "per-layer precisions from --hls-config"
     if opts.rtl and reason is None:
         try:
             rtl_info = _rtl(bundle, d, m, g, digest, best.precision, x_in, cache,
@@ -424,13 +544,15 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
             lut = rtl_info.yosys.lut if rtl_info.yosys else rtl_info.lut_estimate
             rep.rtl += f", {lut} LUT ({'yosys' if rtl_info.yosys else 'da4ml'}, est.)"
     else:
-        rep.rtl = "-" if not opts.rtl else "no (not dense)"
+        rep.rtl = "-" if not opts.rtl else ("no (--hls-config types)" if own_types
+                                            else "no (not dense)")
     acc = best.accuracy
     return RM(
         name=g.name, top=g.name, layers=list(g.nodes), ops=list(g.ops),
         in_shape=list(g.in_shape), out_shape=list(g.out_shape), layout="channels_last",
         compatible_slots=list(range(slots)), precision=best.precision,
-        reuse={k: int(v) for k, v in est.reuse.items()},
+        reuse={k: int(effective[k]["reuse_factor"]) if k in effective else int(v)
+               for k, v in est.reuse.items()},
         accuracy=AccuracyFigures(acc.samples, acc.max_abs_err, acc.mean_abs_err,
                                  acc.argmax_agreement, float(opts.tolerance),
                                  inputs_text + "; hls4ml C simulation vs float torch"),
@@ -440,7 +562,10 @@ def _bundle_rm(bundle: Path, g: Group, lg: LayerGraph, board: Board, opts: Build
         files=files, partials={str(k): tcl.partial_path(k, g.name) for k in range(slots)},
         stream=StreamInfo(sf.lane_bits, sf.lanes, sf.in_words, sf.out_words),
         csim=CSimInfo(str(lib.relative_to(bundle)), f"{hls.CSIM_PROJECT}_float"),
-        rtl=rtl_info, fast_model=fast)
+        rtl=rtl_info, fast_model=fast,
+        hls_layers={k: LayerHLS(v["precision"], v["reuse_factor"], v["strategy"])
+                    for k, v in effective.items()},
+        hls_config="" if user is None else f"{user.path.name} (sha256 {user.sha256[:16]})")
 
 
 def _fast_model(bundle: Path, d: Path, g: Group, art: hls.CSimArtifact, precision: str,

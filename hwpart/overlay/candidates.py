@@ -89,7 +89,9 @@ def _make_group(lg: LayerGraph, index: int, nodes: list[str]) -> Group:
     )
 
 
-def find_candidates(lg: LayerGraph, board: Board, spec: str | None = None) -> Candidates:
+def find_candidates(lg: LayerGraph, board: Board, spec: str | None = None,
+                    fixed: dict[str, int] | None = None,
+                    layer_bits: dict[str, int] | None = None) -> Candidates:
     """Split the graph into RM groups, automatically or as the user named them.
 
     Automatic: walk the layers in execution order and grow a run while the next
@@ -97,7 +99,10 @@ def find_candidates(lg: LayerGraph, board: Board, spec: str | None = None) -> Ca
     resources still fit one slot; otherwise close the run. Groups are numbered
     in order. A group that does not fit even alone is still returned (its
     estimate says by how much) so the build can reject it with numbers.
+    ``fixed`` and ``layer_bits`` are the user's reuse factors and weight widths
+    (``--hls-config``), so groups are sized with the settings they will be built with.
     """
+    kw = {"fixed": fixed, "layer_bits": layer_bits}
     off = {n: r for n in lg.compute_nodes if (r := unsupported_reason(lg, n))}
     if spec:
         runs = [(run, None) for run in parse_groups(lg, spec, off)]
@@ -112,7 +117,7 @@ def find_candidates(lg: LayerGraph, board: Board, spec: str | None = None) -> Ca
                 cur, est = [], None
                 continue
             if cur:
-                grown = (estimate_group(lg, [*cur, n], board)
+                grown = (estimate_group(lg, [*cur, n], board, **kw)
                          if _chained(lg, cur[-1], n) else None)
                 if grown is None or not grown.fits(board):
                     runs.append((cur, est))
@@ -124,7 +129,7 @@ def find_candidates(lg: LayerGraph, board: Board, spec: str | None = None) -> Ca
             runs.append((cur, est))
     groups = [_make_group(lg, i, run) for i, (run, _) in enumerate(runs)]
     for g, (_, est) in zip(groups, runs, strict=True):
-        g.estimate = est if est is not None else estimate_group(lg, g.nodes, board)
+        g.estimate = est if est is not None else estimate_group(lg, g.nodes, board, **kw)
     covered = {n for g in groups for n in g.nodes}
     for n in lg.compute_nodes:
         if n not in covered and n not in off:

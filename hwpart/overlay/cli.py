@@ -25,6 +25,9 @@ def register_cli(sub: Any) -> None:
                    help="semicolon list of ap_fixed types to try in order "
                         "(default: <16,6> <18,8> <24,8>, rounding + saturation)")
     b.add_argument("--groups", help="explicit RM groups, e.g. _0-_3,_4-_7 (default: automatic)")
+    b.add_argument("--hls-config", metavar="FILE.yaml",
+                   help="hls4ml's own config (Model / LayerName / LayerType: Precision, "
+                        "ReuseFactor, Strategy), merged over hwpart's per RM")
     b.add_argument("--calibration", help=".npy of real input samples, shape (N, *input_shape)")
     b.add_argument("--samples", type=int, default=200, help="random test inputs (default 200)")
     b.add_argument("--cache", default=".hwpart-cache", help="content cache folder")
@@ -59,7 +62,33 @@ def _console():
     return console, err_console
 
 
+class ProgressLines:
+    """Progress as plain lines, for a log or a pipe (a bar there prints nothing until the end).
+
+    One line per step of each RM: start, hls4ml convert, g++ compile, check, done;
+    each with the seconds since the build began, and "done" with the RM's own time.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self._t0 = self._clock()
+        self._start: dict[str, float] = {}
+        self._stream = stream
+
+    def __call__(self, rm: str, what: str, frac: float) -> None:
+        now = self._clock()
+        start = self._start.setdefault(rm, now)
+        if frac >= 1.0 and what == "done":
+            what = f"done in {now - start:.1f} s"
+        print(f"[{now - self._t0:7.1f} s] {rm}: {what}", file=self._stream, flush=True)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hwpart.boards import load_board
@@ -75,22 +104,35 @@ def cmd_build(args: argparse.Namespace) -> int:
         tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
         groups=args.groups, samples=args.samples, cache=Path(args.cache), jobs=args.jobs,
         calibration=Path(args.calibration) if args.calibration else None, rtl=not args.no_rtl,
-        yosys=not args.no_yosys)
+        yosys=not args.no_yosys, hls_config=Path(args.hls_config) if args.hls_config else None)
     if args.precisions:
         opts.precisions = tuple(p.strip() for p in args.precisions.split(";") if p.strip())
         _check_precisions(opts.precisions)
+        if args.hls_config:
+            from hwpart.overlay.hlsconfig import load_hls_config
+
+            user = load_hls_config(args.hls_config, list(lg.compute_nodes), lg.input_shape)
+            if user.model_precision is not None:
+                raise HwpartError(f"--precisions and {args.hls_config}: Model.Precision both "
+                                  "set the RM precision; keep one")
     if args.samples <= 0:
         raise HwpartError(f"--samples {args.samples}: must be > 0")
-    with Progress(TextColumn("[bold]{task.fields[rm]}[/]"), BarColumn(),
-                  TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err_console, transient=False) as prog:
+    if err_console.is_terminal:
+        prog = Progress(TextColumn("[bold]{task.fields[rm]}[/]"), BarColumn(),
+                        TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=err_console, transient=False)
         tasks: dict[str, Any] = {}
 
-        def step(rm: str, what: str, frac: float) -> None:
+        def bar(rm: str, what: str, frac: float) -> None:
             if rm not in tasks:
                 tasks[rm] = prog.add_task(what, total=1.0, rm=rm)
             prog.update(tasks[rm], description=what, completed=frac)
 
+        step: Any = bar
+        live: Any = prog
+    else:
+        step, live = ProgressLines(sys.stderr), contextlib.nullcontext()
+    with live:
         result = build_overlay(lg, board, opts, progress=step)
     _print_result(console, result, board)
     if args.vivado:

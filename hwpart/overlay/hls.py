@@ -27,9 +27,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +103,16 @@ def from_stream(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def hls_config(m: nn.Module, in_shape: tuple[int, ...], precision: str,
-               reuse: dict[str, int] | None = None) -> dict[str, Any]:
+               reuse: dict[str, int] | None = None,
+               user: dict[str, Any] | None = None) -> dict[str, Any]:
+    """hwpart's name-granular hls4ml config, then its reuse factors, then the user's settings.
+
+    ``reuse``: hwpart's per-layer choice (:mod:`hwpart.overlay.resources`; the
+    per-board project only). ``user``: the ``--hls-config`` settings of this
+    slice, already resolved per layer name (:meth:`UserHLSConfig.choices`), in
+    hls4ml's own shape (``{"Model": {...}, "LayerName": {name: {...}}}``); they
+    are applied last, so they win.
+    """
     import hls4ml
 
     cfg = hls4ml.utils.config_from_pytorch_model(
@@ -116,9 +127,18 @@ def hls_config(m: nn.Module, in_shape: tuple[int, ...], precision: str,
             layer_cfg["Precision"]["result"] = precision
         _widen_softmax(layer_cfg, precision)
     for layer, rf in (reuse or {}).items():
-        if layer in cfg["LayerName"] and rf > 1:
+        if layer in cfg["LayerName"]:
             cfg["LayerName"][layer]["ReuseFactor"] = int(rf)
-            cfg["LayerName"][layer]["Strategy"] = "Resource"
+            cfg["LayerName"][layer]["Strategy"] = "Resource" if rf > 1 else "Latency"
+    user = user or {}
+    cfg["Model"].update(user.get("Model") or {})
+    for layer, settings in (user.get("LayerName") or {}).items():
+        entry = cfg["LayerName"].setdefault(layer, {})
+        for key, value in settings.items():
+            if key == "Precision":
+                entry.setdefault("Precision", {}).update(value)
+            else:
+                entry[key] = value
     return cfg
 
 
@@ -144,11 +164,11 @@ def _widen_softmax(layer_cfg: dict[str, Any], precision: str) -> None:
 
 def convert(m: nn.Module, in_shape: tuple[int, ...], precision: str, outdir: Path,
             project: str, reuse: dict[str, int] | None = None, part: str | None = None,
-            clock_ns: float = 10.0) -> Any:
+            clock_ns: float = 10.0, user: dict[str, Any] | None = None) -> Any:
     """Convert and write an hls4ml project (no compile); returns the ModelGraph."""
     import hls4ml
 
-    cfg = hls_config(m, in_shape, precision, reuse)
+    cfg = hls_config(m, in_shape, precision, reuse, user)
     kw: dict[str, Any] = {"part": part} if part else {}
     with _quiet(outdir.parent / f".{outdir.name}.log"):
         hm = hls4ml.converters.convert_from_pytorch_model(
@@ -170,6 +190,50 @@ def _quiet(log: Path):
         log.write_text(buf.getvalue())
 
 
+#: hls4ml's weight definition, ``weight_t w2[150] = {0.1, ...};`` (plain number literals).
+_WEIGHT_ARRAY = re.compile(r"^(\w+)\s+(\w+)\s*\[\s*(\d+)\s*\]\s*=\s*\{([^{}]*)\}\s*;", re.M)
+#: The suffix of the double array that holds a rewritten header's literals (fastrm reads it).
+LITERALS = "_literals"
+
+
+def fast_weight_headers(firmware: Path) -> int:
+    """Rewrite the C simulation's weight headers so g++ compiles them in seconds.
+
+    hls4ml writes ``weight_t w9[48000] = {...}``: an array of ap_fixed objects,
+    whose constructor from a double is not constexpr, so g++ emits one inlined
+    constructor call per value into the library's static initialiser and its
+    optimiser is superlinear in that function's size. Measured here: 1,200
+    values 30 s, 4,800 values 220 s, LeNet-5's 400x120 layer (48,000) over 25
+    minutes, with any reuse factor or strategy. The same literals as a
+    ``static const double`` array are plain data, and a loop converts each
+    into the weight type when the library loads, with the same ap_fixed(double)
+    conversion the initialiser used, so the arithmetic is unchanged (the fast
+    model's bit-exact check at build and the per-board project's g++ run in the
+    tests compare against hls4ml's own form). Only the C-simulation project is
+    rewritten; the per-board project keeps hls4ml's initialisers, which Vitis
+    HLS turns into ROMs. Returns how many arrays were rewritten.
+    """
+    count = 0
+    for h in sorted((firmware / "weights").glob("*.h")):
+        text = h.read_text()
+
+        def sub(m: re.Match[str]) -> str:
+            t, var, n, vals = m.group(1), m.group(2), m.group(3), m.group(4)
+            return (f"// hwpart: the literals as doubles (plain data), converted once when the\n"
+                    f"// library loads (hwpart.overlay.hls.fast_weight_headers says why)\n"
+                    f"static const double {var}{LITERALS}[{n}] = {{{vals}}};\n"
+                    f"{t} {var}[{n}];\n"
+                    f"static const bool {var}_filled = [] {{\n"
+                    f"    for (unsigned i = 0; i < {n}; i++) {var}[i] = {var}{LITERALS}[i];\n"
+                    f"    return true;\n}}();")
+
+        new, k = _WEIGHT_ARRAY.subn(sub, text)
+        if k:
+            h.write_text(new)
+            count += k
+    return count
+
+
 @dataclass
 class CSimArtifact:
     key: str
@@ -183,20 +247,31 @@ class CSimArtifact:
     cached: bool
 
 
-def csim_key(digest: str, precision: str) -> str:
+def csim_key(digest: str, precision: str, user: dict[str, Any] | None = None) -> str:
     import importlib.metadata
 
     version = importlib.metadata.version("hls4ml")  # without importing it (seconds)
     # this file's own hash: a change to how configs are made must not reuse old builds
     own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
     text = f"{digest}|{precision}|hls4ml {version}|{own}|fmt {_CSIM_FORMAT}"
+    if user:  # --hls-config settings of this slice (precisions change the arithmetic)
+        text += "|user " + json.dumps(user, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+Report = Callable[[str], None]  # one progress line ("C-sim compile (g++)")
+
+
 def compile_csim(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                 precision: str, cache: Path, digest: str | None = None) -> CSimArtifact:
-    """Compile (or find in ``cache``) the C simulation library of one slice."""
-    key = csim_key(digest or module_digest(m, in_shape), precision)
+                 precision: str, cache: Path, digest: str | None = None,
+                 user: dict[str, Any] | None = None,
+                 report: Report | None = None) -> CSimArtifact:
+    """Compile (or find in ``cache``) the C simulation library of one slice.
+
+    The weight headers are rewritten before g++ runs (:func:`fast_weight_headers`),
+    which is what keeps a LeNet-5-sized RM's compile in seconds, not half an hour.
+    """
+    key = csim_key(digest or module_digest(m, in_shape), precision, user)
     d = cache / "csim" / key
     meta = d / "artifact.json"
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
@@ -209,10 +284,18 @@ def compile_csim(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, 
     tmp = d.with_name(f"{key}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     t0 = time.perf_counter()
-    hm = convert(m, in_shape, precision, tmp / "prj", CSIM_PROJECT)
+    if report:
+        report(f"hls4ml convert at {precision}")
+    hm = convert(m, in_shape, precision, tmp / "prj", CSIM_PROJECT, user=user)
+    fast_weight_headers(tmp / "prj" / "firmware")
+    if report:
+        report(f"C-sim compile (g++) after {time.perf_counter() - t0:.1f} s of hls4ml")
+    t1 = time.perf_counter()
     with _quiet(tmp / "compile.log"):
-        hm.compile()
+        hm.config.backend.compile(hm)  # build_lib.sh only: hm.compile() would write again
     elapsed = time.perf_counter() - t0
+    if report:
+        report(f"C-sim compiled in {time.perf_counter() - t1:.1f} s")
     libs = sorted((tmp / "prj" / "firmware").glob(f"{CSIM_PROJECT}-*.so"))
     if not libs:
         raise RuntimeError(f"hls4ml compile produced no library in {tmp}/prj/firmware")
@@ -227,6 +310,41 @@ def compile_csim(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, 
         shutil.rmtree(tmp, ignore_errors=True)
     return CSimArtifact(key, d, d / rel, CSIM_PROJECT, n_in, n_out, precision, elapsed,
                         cached=False)
+
+
+def layer_classes(m: nn.Module, in_shape: tuple[int, ...], cfg: dict[str, Any]) -> dict[str, str]:
+    """hls4ml layer name -> hls4ml class (``Dense``, ``Conv2D``, ``Activation``...).
+
+    From hls4ml's own PyTorch parser (milliseconds, no optimiser passes), so a
+    user's ``LayerType`` entry matches the layers hls4ml would apply it to.
+    """
+    from hls4ml.converters.pytorch_to_hls import parse_pytorch_model
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        layers = parse_pytorch_model({"PytorchModel": m, "InputShape": [tuple(in_shape)],
+                                      "HLSConfig": cfg}, verbose=False)[0]
+    return {str(layer["name"]): str(layer["class_name"]) for layer in layers}
+
+
+def effective_settings(hm: Any, names: list[str]) -> dict[str, dict[str, Any]]:
+    """What hls4ml will generate for each named layer: its types, reuse factor, strategy.
+
+    Read from the converted ModelGraph, after hls4ml's own resolution ('auto'
+    types inferred, defaults applied), as the C++ types its writer emits.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for layer in hm.get_layers():
+        if layer.name not in names:
+            continue
+        types = {}
+        for var, t in sorted(layer.types.items()):
+            p = t.precision
+            types[var.removesuffix("_t")] = (p.definition_cpp() if hasattr(p, "definition_cpp")
+                                             else str(p))
+        out[layer.name] = {"precision": types,
+                           "reuse_factor": int(layer.get_attr("reuse_factor", 1) or 1),
+                           "strategy": str(layer.get_attr("strategy") or "")}
+    return out
 
 
 class CSim:
@@ -304,7 +422,9 @@ class NotWarm(Exception):
 def search_precision(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
                      x_in: np.ndarray, ref: np.ndarray, tolerance: float, classifier: bool,
                      precisions: tuple[str, ...], cache: Path,
-                     warm_only: bool = False, digest: str | None = None) -> list[Trial]:
+                     warm_only: bool = False, digest: str | None = None,
+                     user: dict[str, Any] | None = None,
+                     report: Report | None = None) -> list[Trial]:
     """Compile and check each precision in turn; stop at the first within tolerance.
 
     With ``warm_only``, raise :class:`NotWarm` instead of compiling or loading a
@@ -314,13 +434,17 @@ def search_precision(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[i
     xs = to_stream(x_in)
     digest = digest or module_digest(m, in_shape)
     for prec in precisions:
-        if warm_only and not _warm(cache, digest, prec):
+        if warm_only and not _warm(cache, digest, prec, user):
             raise NotWarm(prec)
-        art = compile_csim(m, in_shape, out_shape, prec, cache, digest=digest)
+        art = compile_csim(m, in_shape, out_shape, prec, cache, digest=digest, user=user,
+                           report=report)
         y = CSim(art.library, art.top, art.n_in, art.n_out).predict(xs)
         (art.directory / EVALUATED).touch()
         acc = accuracy(from_stream(y, out_shape), ref, classifier)
         ok = acc.max_abs_err <= tolerance
+        if report:
+            report(f"checked {prec}: max error {acc.max_abs_err:.3g} "
+                   + ("within" if ok else "over") + f" tolerance {tolerance:g}")
         trials.append(Trial(prec, acc, ok, art.compile_s, art.cached, art.key))
         if ok:
             break
@@ -332,8 +456,8 @@ def search_precision(m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[i
 EVALUATED = "evaluated"
 
 
-def _warm(cache: Path, digest: str, precision: str) -> bool:
-    d = cache / "csim" / csim_key(digest, precision)
+def _warm(cache: Path, digest: str, precision: str, user: dict[str, Any] | None = None) -> bool:
+    d = cache / "csim" / csim_key(digest, precision, user)
     return (d / "artifact.json").is_file() and (d / EVALUATED).is_file()
 
 
@@ -344,10 +468,30 @@ def job_is_warm(job: dict[str, Any]) -> bool:
     any later precision that is not warm too (see :func:`run_job`).
     """
     digest = job.get("digest") or module_digest(job["module"], tuple(job["in_shape"]))
-    return bool(job["precisions"]) and _warm(Path(job["cache"]), digest, job["precisions"][0])
+    return bool(job["precisions"]) and _warm(Path(job["cache"]), digest, job["precisions"][0],
+                                             job.get("user"))
 
 
-def run_job(job: dict[str, Any], warm_only: bool = False) -> dict[str, Any] | None:
+#: In a pool worker: sends (RM, line) to the parent, which prints progress (init_worker).
+_QUEUE: Any = None
+
+
+def init_worker(queue: Any) -> None:
+    """Pool initializer: progress lines from a worker go through ``queue`` to the parent."""
+    global _QUEUE
+    _QUEUE = queue
+
+
+def _reporter(name: str, local: Callable[[str, str], None] | None) -> Report | None:
+    if local is not None:
+        return lambda what: local(name, what)
+    if _QUEUE is not None:
+        return lambda what: _QUEUE.put((name, what))
+    return None
+
+
+def run_job(job: dict[str, Any], warm_only: bool = False,
+            progress: Callable[[str, str], None] | None = None) -> dict[str, Any] | None:
     """Process-pool entry point: one RM's precision search. Returns plain data.
 
     It also runs in-process for warm jobs (``warm_only``: returns None, having
@@ -362,7 +506,9 @@ def run_job(job: dict[str, Any], warm_only: bool = False) -> dict[str, Any] | No
                                   tuple(job["out_shape"]), job["x_in"], job["ref"],
                                   job["tolerance"], job["classifier"],
                                   tuple(job["precisions"]), Path(job["cache"]),
-                                  warm_only=warm_only, digest=job.get("digest"))
+                                  warm_only=warm_only, digest=job.get("digest"),
+                                  user=job.get("user"),
+                                  report=_reporter(job["name"], progress))
     except NotWarm:
         return None
     except Exception as exc:  # hls4ml or g++ refused this slice: reject the RM, keep the rest

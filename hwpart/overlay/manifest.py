@@ -136,6 +136,20 @@ class FastModelInfo:
 
 
 @dataclass
+class LayerHLS:
+    """One layer of an RM as hls4ml generates it: its C++ types (``result``, ``weight``,
+    ``bias``, ``accum``...), reuse factor and strategy (``latency``/``resource``; empty for
+    layers without one). Read back from hls4ml after it resolved hwpart's defaults, the
+    chosen reuse factors and the user's ``--hls-config``."""
+
+    __pydantic_config__ = _SCHEMA
+
+    precision: dict[str, _Str]
+    reuse_factor: _Int
+    strategy: _Str = ""
+
+
+@dataclass
 class RM:
     __pydantic_config__ = _SCHEMA
 
@@ -158,6 +172,8 @@ class RM:
     csim: CSimInfo
     rtl: RTLInfo | None = None
     fast_model: FastModelInfo | None = None  # absent in bundles built before it existed
+    hls_layers: dict[str, LayerHLS] = field(default_factory=dict)  # empty in older bundles
+    hls_config: _Str = ""  # the --hls-config file (name and sha256) merged in, if any
 
 
 @dataclass

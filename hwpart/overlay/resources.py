@@ -2,12 +2,22 @@
 
 Nothing here is measured: there is no Vivado on these machines, and hls4ml
 gives no estimate without it. The model follows hwpart.costs.fpga_model (same
-per-layer formulas, docs/cost-model.md) with one change that matters for
-groups: the layers of a group share the slot, so one common reuse factor ``R``
-is chosen for the whole group (the smallest whose DSP sum fits the slot),
-snapped per layer to the nearest reuse factor hls4ml accepts (its rule for
-dense/conv kernels). The chosen factors are written into the hls4ml config, so
-the estimate describes the design that is actually generated.
+per-layer formulas, docs/cost-model.md).
+
+Reuse factors are chosen per layer, as hls4ml users do by hand: an RM is an
+io_stream dataflow pipeline, so its throughput is set by its slowest layer
+(a dense layer takes a vector every ``R`` cycles, a convolution a pixel every
+``R`` cycles). A common ``R`` for all layers starves the layers that run most
+often: in LeNet-5 the first convolution runs 784 times per sample and the
+400x120 dense layer once, so one ``R`` that makes the dense layer fit leaves the
+convolution 784x slower than it needs to be. Instead, the smallest target II
+is searched for which every dense/conv layer, at the largest reuse factor that
+still meets it (the fewest multipliers), keeps the whole RM within the slot's
+DSP, LUT and BRAM budget. Only reuse factors hls4ml accepts are used (its own
+``get_valid_reuse_factors``; its Resource strategy silently replaces any other,
+which would make this estimate describe another design). The chosen factors
+are written into the per-board hls4ml config (``Strategy: Resource`` where
+``R > 1``), so the estimate describes the design that is generated.
 
 Cycles (io_stream dataflow, see docs/overlays.md): a dense layer takes a vector
 every ``R`` cycles, a convolution a pixel every ``R`` cycles, other layers one
@@ -19,6 +29,7 @@ upper bound: dataflow overlaps layers).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -65,20 +76,15 @@ class RMEstimate:
 
 @lru_cache(maxsize=4096)
 def valid_reuse_factors(n_in: int, n_out: int) -> tuple[int, ...]:
-    """Reuse factors hls4ml (1.3) accepts for an ``n_in x n_out`` kernel.
+    """Reuse factors hls4ml accepts for an ``n_in x n_out`` kernel, from hls4ml itself.
 
-    Same rule as hls4ml's FPGA backend (it silently replaces any other value by
-    the closest valid one, which would make this estimate describe another design).
+    hls4ml's FPGA backend owns the rule (it replaces any other value with the
+    closest legal one when it converts), so it is asked, not re-implemented.
     """
-    total = n_in * n_out
-    out = []
-    for rf in range(1, total + 1):
-        if total % rf:
-            continue
-        mult_limit = math.ceil(total / min(n_in, rf))
-        if (mult_limit % n_out == 0 or rf >= n_in) and (rf % n_in == 0 or rf < n_in):
-            out.append(rf)
-    return tuple(out)
+    import hls4ml
+
+    backend = hls4ml.backends.get_backend("Vitis")
+    return tuple(backend.get_valid_reuse_factors(n_in, n_out))
 
 
 def kernel_dims(lg: LayerGraph, node: str) -> tuple[int, int] | None:
@@ -97,15 +103,20 @@ def _positions(shape: tuple[int, ...]) -> int:
     return math.prod(shape[2:]) if len(shape) > 2 else 1
 
 
-def _layer(lg: LayerGraph, node: str, target_r: int, bits: int) -> LayerEstimate:
+def _layer(lg: LayerGraph, node: str, r_choice: int, bits: int,
+           exact: bool = False) -> LayerEstimate:
+    """One layer's estimate; ``r_choice`` is snapped up to a legal reuse factor unless ``exact``."""
     d = lg.dag.nodes[node]
     op, shape = d["op"], tuple(d["out_shape"])
     dims = kernel_dims(lg, node)
     if dims is not None:
         n_in, n_out = dims
         mults = n_in * n_out
-        valid = valid_reuse_factors(n_in, n_out)
-        r = next((v for v in valid if v >= target_r), valid[-1])
+        if exact:
+            r = r_choice
+        else:
+            valid = valid_reuse_factors(n_in, n_out)
+            r = next((v for v in valid if v >= r_choice), valid[-1])
         pos = _positions(shape)
         ii = pos * r
         depth = r + math.ceil(math.log2(mults + 1)) + 3
@@ -143,19 +154,21 @@ def _io_beats(shape: tuple[int, ...], bits: int, width: int) -> int:
 
 
 def estimate_group(lg: LayerGraph, nodes: list[str], board: Board, bits: int = 16,
-                   reuse: dict[str, int] | None = None) -> RMEstimate:
-    """Estimate one RM; with ``reuse`` given, use those factors instead of choosing."""
-    budget = board.slots.resources.dsp
+                   reuse: dict[str, int] | None = None,
+                   fixed: dict[str, int] | None = None,
+                   layer_bits: dict[str, int] | None = None) -> RMEstimate:
+    """Estimate one RM, choosing each dense/conv layer's reuse factor (module docstring).
+
+    ``reuse``: use exactly these factors (layers not named: 1) and choose nothing.
+    ``fixed``: factors the user set (``--hls-config``), kept as they are while the
+    others are chosen. ``layer_bits``: a layer's operand width where it is not
+    ``bits`` (a per-layer weight precision).
+    """
+    wbits = {n: (layer_bits or {}).get(n, bits) for n in nodes}
     if reuse is not None:
-        layers = [_layer(lg, n, reuse.get(n, 1), bits) for n in nodes]
+        layers = [_layer(lg, n, reuse.get(n, 1), wbits[n], exact=n in reuse) for n in nodes]
     else:
-        dims = [kernel_dims(lg, n) for n in nodes]
-        max_r = max([a * b for a, b in (x for x in dims if x)] or [1])
-        layers = [_layer(lg, n, 1, bits) for n in nodes]
-        r = 1
-        while _sum(layers).dsp > budget and r < max_r:
-            r = r + 1 if r < 16 else math.ceil(r * 1.1)
-            layers = [_layer(lg, n, r, bits) for n in nodes]
+        layers = _choose(lg, nodes, board, wbits, fixed or {})
     d0, d1 = lg.dag.nodes[nodes[0]], lg.dag.nodes[nodes[-1]]
     width = board.dma.data_width_bits
     io = max(_io_beats(tuple(d0["in_shapes"][0][1:]), bits, width),
@@ -164,3 +177,40 @@ def estimate_group(lg: LayerGraph, nodes: list[str], board: Board, bits: int = 1
     latency = sum(le.latency_cycles for le in layers) + io
     return RMEstimate(resources=_sum(layers), ii_cycles=ii, latency_cycles=latency,
                       layers=layers, bits=bits)
+
+
+def _choose(lg: LayerGraph, nodes: list[str], board: Board, wbits: dict[str, int],
+            fixed: dict[str, int]) -> list[LayerEstimate]:
+    """Per-layer reuse factors for the smallest II whose RM fits the slot (module docstring).
+
+    Candidate IIs are every ``positions x R`` a free layer can reach; for each,
+    ascending, every free layer takes the largest legal ``R`` that meets it (or
+    ``R = 1`` when none does: the II cannot go lower for that layer), and the
+    first candidate whose RM fits wins. Resources fall as the II rises except
+    for BRAM, which appears when weights leave registers (``R > 1``), so the
+    search is a scan, not a bisection. When nothing fits, every free layer
+    takes its largest legal ``R``: the smallest RM, rejected with its numbers.
+    """
+    cap = board.slots.resources
+    base = {n: _layer(lg, n, fixed.get(n, 1), wbits[n], exact=n in fixed) for n in nodes}
+    free: dict[str, tuple[tuple[int, ...], int]] = {}
+    for n in nodes:
+        dims = kernel_dims(lg, n)
+        if dims is not None and n not in fixed:
+            free[n] = (valid_reuse_factors(*dims), _positions(tuple(lg.dag.nodes[n]["out_shape"])))
+    if not free:
+        return [base[n] for n in nodes]
+    # below the slowest layer that is not chosen here, a lower II gains nothing
+    floor = max([le.ii_cycles for n, le in base.items() if n not in free] + [0])
+    targets = sorted({pos * r for valid, pos in free.values() for r in valid} | {floor})
+    for t in (t for t in targets if t >= floor):
+        pick = {}
+        for n, (valid, pos) in free.items():
+            i = bisect_right(valid, t // pos)  # the largest legal R with pos * R <= t
+            pick[n] = valid[i - 1] if i else valid[0]
+        layers = [_layer(lg, n, pick[n], wbits[n], exact=True) if n in free else base[n]
+                  for n in nodes]
+        if _sum(layers).fits(cap):
+            return layers
+    return [_layer(lg, n, free[n][0][-1], wbits[n], exact=True) if n in free else base[n]
+            for n in nodes]

@@ -419,7 +419,15 @@ def _weights(firmware: Path, var: str, type_name: str, size: int, t: FixedType,
         raise Unsupported(f"weights/{var}.h: the C simulation reads weights/{var}.txt at run "
                           "time (write_weights_txt); not modeled")
     m = next((m for m in _ARRAY.finditer(text) if m.group(2) == var), None)
-    if m is None or m.group(1) != type_name or int(m.group(3)) != size:
+    if m is None:  # the C simulation's form (hwpart.overlay.hls.fast_weight_headers):
+        # the same literals in a double array, each converted to the weight type on load
+        m = next((m for m in _ARRAY.finditer(text) if m.group(2) == f"{var}_literals"
+                  and m.group(1) == "double"), None)
+        declared = re.search(rf"^{re.escape(type_name)}\s+{var}\s*\[\s*{size}\s*\]\s*;",
+                             text, re.M)
+        if m is None or declared is None or int(m.group(3)) != size:
+            raise Unsupported(f"weights/{var}.h: expected {type_name} {var}[{size}] = {{...}}")
+    elif m.group(1) != type_name or int(m.group(3)) != size:
         raise Unsupported(f"weights/{var}.h: expected {type_name} {var}[{size}] = {{...}}")
     vals = np.array([float(s) for s in m.group(4).split(",") if s.strip()], dtype=np.float64)
     if vals.size != size:
