@@ -208,13 +208,17 @@ def test_malformed_frames_get_an_error_reply(agent, keys, frames, why):
 # --------------------------------------------------------------------------- the FPGA across the network
 
 
-def run_model_on(dev, x):
+ONE_STAGE = [("cpu", ["_0", "_1"]), ("fpga0", ["_2", "_3", "_4", "_5"]), ("cpu", ["_6", "_7"])]
+TWO_STAGES = [("cpu", ["_0", "_1"]), ("fpga0", ["_2", "_3"]), ("fpga1", ["_4", "_5"]),
+              ("cpu", ["_6", "_7"])]
+
+
+def run_model_on(dev, x, stages=ONE_STAGE):
     from hwpart.devices.cpu import CpuDevice
     from hwpart.runtime import run_model
 
     lg = graph("jet_tagger")
-    plan = make_plan(lg, [("cpu", ["_0", "_1"]), ("fpga0", ["_2", "_3", "_4", "_5"]),
-                          ("cpu", ["_6", "_7"])], batch=16)
+    plan = make_plan(lg, stages, batch=16)
     return run_model(lg, plan, x, batch=16, devices={"cpu": CpuDevice(), "fpga": dev})
 
 
@@ -235,6 +239,15 @@ def test_a_partitioned_run_through_the_agent_equals_the_local_simulated_board(ag
     assert plan.last.link_s > 0
     m = dev.metrics()
     assert m["modeled_busy_s"] is not None and m["modeled_busy_s"] > 0
+
+
+def test_two_fpga_stages_share_the_remote_board(agent, keys, bundle):
+    """fpga0 and fpga1 as two pipeline stages (two worker threads, one client, one DMA on
+    the board): every sample still equals the local simulated board's."""
+    x = torch.from_numpy(np.random.default_rng(13).uniform(-3, 3, (160, 16)).astype(np.float32))
+    local = run_model_on(FpgaDevice(bundle.root, fpga="sim", pace=False), x, TWO_STAGES)
+    dev = FpgaDevice(bundle.root, fpga=agent.url, key=keys / "client.key_secret")
+    assert torch.equal(run_model_on(dev, x, TWO_STAGES).output(), local.output())
 
 
 def test_the_host_refuses_an_agent_serving_other_bitstreams(agent, keys, tmp_path):
