@@ -20,9 +20,28 @@ import torch
 from hwpart.stages import Stage
 
 
+def _picklable(module: torch.nn.Module) -> None:
+    """Drop string type annotations from fx placeholders (``x: "torch.Tensor"`` in a model
+    written with ``from __future__ import annotations``): a GraphModule pickles its code's
+    globals by name, and torch fails on an annotation that is a string. Annotations do
+    not change what the code computes."""
+    from torch import fx
+
+    for m in module.modules():
+        if isinstance(m, fx.GraphModule):
+            changed = False
+            for node in m.graph.nodes:
+                if isinstance(node.type, str):
+                    node.type = None
+                    changed = True
+            if changed:
+                m.recompile()
+
+
 def local_copy(stage: Stage, unit: str) -> Stage:
     """``stage`` as the node's own device sees it (``cpu_b`` -> ``cpu``), without the
-    per-process forward cache (it is rebuilt in the actor)."""
+    per-process forward cache (it is rebuilt in the actor), ready to pickle."""
+    _picklable(stage.module)
     segs = getattr(stage, "segments", None)
     kw: dict[str, Any] = {"unit": unit}
     if segs is not None:
