@@ -163,8 +163,8 @@ class RayDevice:
     @property
     def down(self) -> str | None:
         """Why this device cannot take stages (its node is gone), or None. After a failed
-        call the node's liveness is asked of the cluster until it is back or gone (a
-        node's death takes the cluster a moment to notice)."""
+        call the node's liveness is asked of the cluster until a call goes through again or
+        the node is gone (a node's death takes the cluster some seconds to notice)."""
         if self._dead is None and self._suspect:
             import ray
 
@@ -172,8 +172,6 @@ class RayDevice:
                         for n in ray.nodes())
             if not alive:
                 self._dead = f"node {self.node.name} ({self.node.address}) is gone"
-            else:
-                self._suspect = False
         return self._dead
 
     def suspect(self) -> None:
@@ -248,6 +246,7 @@ class RayDevice:
         except rx.RayTaskError as exc:  # the stage itself raised: what a local device raises
             cause = exc.as_instanceof_cause()
             raise DeviceError(f"{self.name}: {_short(cause)}") from None
+        self._suspect = False  # a call went through: the node is there
         handle.service_s = float(info["service_s"])
         handle.service_modeled = bool(info["modeled"])
         handle.wait_s = float(info["wait_s"])
