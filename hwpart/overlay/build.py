@@ -330,6 +330,10 @@ def build_overlay(lg: LayerGraph, board: Board, opts: BuildOptions,
         if not est.fits(board):
             rep.status = "rejected"
             rep.reason = f"RM {g.name} ({g.span}): {est.over_text(board)} ({est.source})"
+            mine = {n: r for n, r in fixed.items() if n in g.nodes}
+            if mine:
+                rep.reason += " with the reuse factors of --hls-config " + ", ".join(
+                    f"{n}={r}" for n, r in mine.items())
             if progress:
                 progress(g.name, "rejected: larger than a slot", 1.0)
             continue
