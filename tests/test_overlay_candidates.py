@@ -57,11 +57,15 @@ def test_explicit_groups_and_their_errors():
 
 
 def test_reuse_factors_match_hls4ml():
+    """hls4ml's own list, and the transcription used where hls4ml is not installed."""
     hls4ml = pytest.importorskip("hls4ml")
+    from hwpart.overlay.resources import _hls4ml_rule
+
     backend = hls4ml.backends.get_backend("Vitis")
-    for n_in, n_out in ((16, 64), (27, 8), (72, 16), (256, 10)):
-        assert list(valid_reuse_factors(n_in, n_out)) == backend.get_valid_reuse_factors(n_in,
-                                                                                          n_out)
+    for n_in, n_out in ((16, 64), (27, 8), (72, 16), (256, 10), (400, 120), (150, 16)):
+        ref = backend.get_valid_reuse_factors(n_in, n_out)
+        assert list(valid_reuse_factors(n_in, n_out)) == ref
+        assert list(_hls4ml_rule(n_in, n_out)) == ref
 
 
 def test_estimate_uses_valid_reuse_and_models_cycles():

@@ -80,11 +80,29 @@ def valid_reuse_factors(n_in: int, n_out: int) -> tuple[int, ...]:
 
     hls4ml's FPGA backend owns the rule (it replaces any other value with the
     closest legal one when it converts), so it is asked, not re-implemented.
+    hls4ml comes with the ``sim`` extra, and the partitioner prices FPGA layers
+    with this model on installs without it; only there the same rule is used as
+    transcribed from hls4ml 1.3 (:func:`_hls4ml_rule`, checked equal in the tests).
     """
-    import hls4ml
-
+    try:
+        import hls4ml
+    except ImportError:
+        return _hls4ml_rule(n_in, n_out)
     backend = hls4ml.backends.get_backend("Vitis")
     return tuple(backend.get_valid_reuse_factors(n_in, n_out))
+
+
+def _hls4ml_rule(n_in: int, n_out: int) -> tuple[int, ...]:
+    """hls4ml 1.3's ``FPGABackend._validate_reuse_factor``, for installs without hls4ml."""
+    total = n_in * n_out
+    out = []
+    for rf in range(1, total + 1):
+        if total % rf:
+            continue
+        mult_limit = math.ceil(total / min(n_in, rf))
+        if (mult_limit % n_out == 0 or rf >= n_in) and (rf % n_in == 0 or rf < n_in):
+            out.append(rf)
+    return tuple(out)
 
 
 def kernel_dims(lg: LayerGraph, node: str) -> tuple[int, int] | None:
