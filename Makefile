@@ -6,7 +6,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.hwpart-installed
-EXTRAS  ?= gpu,sim,test
+EXTRAS  ?= gpu,sim,test,cluster
 
 .PHONY: setup run test lint clean
 
