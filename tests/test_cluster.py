@@ -201,6 +201,52 @@ def test_a_plan_uses_slots_on_two_boards(cluster, tmp_path):
     assert res.snapshot.stages[1].service_modeled  # the simulated board's timeline, labelled
 
 
+def test_a_lost_value_is_recomputed_by_its_producer(cluster):
+    """A value between stages whose object is gone (freed here, as a lost node's would be)
+    is computed again by the stage that made it."""
+    from hwpart.cluster.device import RemoteEnv
+    from hwpart.stages import split
+
+    _, info = cluster
+    lg = graph("small_cnn")
+    staged = split(lg, chain_plan(lg, ["cpu_b"], batch=8))
+    cl = devices(info)
+    dev = cl.devices["cpu_b"]
+    handle = dev.load(staged.stages[0])
+    try:
+        x = torch.randn(8, *lg.input_shape)
+        out = dev.run(handle, staged.initial(x))
+        assert isinstance(out, RemoteEnv)
+        lost = RemoteEnv(ray.put({"gone": 1}), out.source, out.producer)
+        from ray._private.internal_api import free
+
+        free([lost.ref])
+        assert torch.equal(staged.result(lost), eager(lg, x, 8))
+        assert cl.replacements.recomputed == 1
+    finally:
+        dev.unload(handle)
+
+
+def test_hwpart_run_on_the_cluster(cluster, tmp_path, capsys):
+    """`hwpart run --auto --cluster ADDRESS`: measured, planned over both nodes, run, reported."""
+    lc, _ = cluster
+    from hwpart.cli import main
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rc = main(["run", f"{root}/host/models.py:jet_tagger", "--input-shape", "16", "--auto",
+               "--batch", "32", "--samples", "640", "--no-live", "--cluster", lc.address,
+               "--report", str(tmp_path / "r.json")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "cluster nodes" in out and "links between nodes" in out and "over 2 nodes" in out
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["samples"] == 640 and report["cluster"]["simulated"] is True
+    assert {n["name"] for n in report["cluster"]["nodes"]} == {"a", "b"}
+    assert ray.is_initialized()  # the test's connection was not closed by the command
+
+
 @pytest.mark.slow
 def test_the_npm_moves_a_stage_between_nodes_under_contention(cluster, tmp_path):
     """Everything on node b; at 1.5 s three busy processes take node b's core. The NPM sees

@@ -230,7 +230,7 @@ class RayDevice:
         import ray
         from ray import exceptions as rx
 
-        arg = env.ref if isinstance(env, RemoteEnv) else dict(env)
+        arg = env.ref if isinstance(env, RemoteEnv) else _compact(env)
         info_ref, out_ref = actor.run.options(num_returns=2).remote(arg)
         try:
             info = ray.get(info_ref, timeout=self.timeout_s)
@@ -289,6 +289,20 @@ class RayDevice:
 
     def metrics(self) -> Metrics:
         return {}
+
+
+def _compact(env: Mapping[str, Any]) -> dict[str, Any]:
+    """``env`` with every tensor that is a view into a larger storage copied out: torch
+    pickles a tensor's whole storage, so a micro-batch (a view of the run's whole input)
+    would otherwise ship the whole input with every batch."""
+    import torch
+
+    out = {}
+    for k, v in env.items():
+        if isinstance(v, torch.Tensor) and v.untyped_storage().nbytes() > v.nbytes:
+            v = v.clone()
+        out[k] = v
+    return out
 
 
 def _short(exc: BaseException) -> str:
