@@ -295,3 +295,36 @@ def test_c_simulation_of_a_400x120_dense_layer_compiles_in_seconds(tmp_path):
         pytest.fail("the C-simulation compile of a 400x120 dense layer ran past 240 s")
     assert proc.returncode == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1])["compile_s"] < 120
+
+
+_CRASH = """
+import sys, numpy as np, torch
+from torch import nn
+from hwpart.overlay import hls
+from hwpart.overlay.build import _run_jobs
+x = np.random.default_rng(0).uniform(-1, 1, (4, 2, 6, 6)).astype(np.float32)
+bad = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1)).eval()  # asserts in io_stream
+job = {"name": "rm9", "module": bad, "in_shape": (2, 6, 6), "out_shape": (2, 6, 6),
+       "x_in": x, "ref": bad(torch.as_tensor(x)).numpy(), "tolerance": 0.1,
+       "classifier": False, "precisions": [hls.DEFAULT_PRECISIONS[0]], "cache": sys.argv[1]}
+out = _run_jobs([job], 1, lambda rm, what, frac: print(rm, what, flush=True))
+print("error:", out["rm9"]["error"])
+"""
+
+
+def test_a_worker_that_aborts_in_cpp_does_not_hang_the_build(tmp_path):
+    """A worker aborts (hls4ml's C++ assert) right after sending a progress line; the
+    build reports it and exits (a multiprocessing.Queue here once hung it at exit)."""
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH, str(tmp_path / "c")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the build did not exit after a worker crashed")
+    assert proc.returncode == 0, err[-2000:]
+    lines = out.splitlines()
+    assert any(ln.startswith("rm9 C-sim compiled in") for ln in lines), out
+    assert "crashed" in lines[-1] and any("rm9 hls4ml failed: " in ln for ln in lines)

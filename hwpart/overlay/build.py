@@ -183,8 +183,12 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int,
     for job in cold:
         if progress:
             progress(job["name"], "queued for hls4ml + g++", 0.1)
-    queue = ctx.Queue()
-    drain = threading.Thread(target=_drain, args=(queue, step), daemon=True)
+    # SimpleQueue: a worker's put() writes the line before it returns, so a worker that
+    # then aborts in C++ cannot die holding the queue's lock (a Queue's feeder thread
+    # may still be writing, and the parent would wait for that lock for ever)
+    queue = ctx.SimpleQueue()
+    stop = threading.Event()
+    drain = threading.Thread(target=_drain, args=(queue, step, stop), daemon=True)
     drain.start()
     try:
         with ProcessPoolExecutor(max_workers=max(1, min(workers, len(cold))), mp_context=ctx,
@@ -198,9 +202,8 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int,
             if job["name"] not in out:
                 out[job["name"]] = _isolated(job, ctx)
     finally:
-        # the workers have exited (their queue flushed), so the sentinel comes last
-        queue.put(None)
-        drain.join(timeout=5)
+        stop.set()  # the workers have exited: what they sent is in the pipe
+        drain.join()
     for job in cold:  # after the drain, so the lines stay in order
         if progress and out[job["name"]]["error"]:
             progress(job["name"], f"hls4ml failed: {out[job['name']]['error']}", 0.7)
@@ -223,10 +226,17 @@ def _steps(progress: Progress | None) -> Callable[[str, str], None] | None:
     return step
 
 
-def _drain(queue: Any, step: Callable[[str, str], None] | None) -> None:
-    while (item := queue.get()) is not None:
+def _drain(queue: Any, step: Callable[[str, str], None] | None, stop: threading.Event) -> None:
+    """Pass the workers' lines on until told to stop and nothing is left to read."""
+    while True:
+        if queue.empty():
+            if stop.is_set():
+                return
+            time.sleep(0.05)
+            continue
+        rm, what = queue.get()
         if step is not None:
-            step(*item)
+            step(rm, what)
 
 
 def _isolated(job: dict[str, Any], ctx: Any) -> dict[str, Any]:
