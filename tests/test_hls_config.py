@@ -142,8 +142,6 @@ def _write(tmp_path: Path, data: object) -> Path:
     ({"LayerName": {"_2": {"Precision": {"result": "ap_fixed<8,3>"}}}},
      "LayerName._2.Precision", "would change the type of an RM stream"),
     ({"LayerType": {"Dnese": {"ReuseFactor": 2}}}, "LayerType.Dnese", "no layer of this"),
-    ({"Model": {"ChannelsLastConversion": "full"}}, "Model.ChannelsLastConversion",
-     "channels-last"),
     ({"Model": {"Precision": "fixed<16,6>"}}, "Model.Precision", "must be ap_fixed"),
 ])
 def test_config_errors_name_the_file_and_the_key(tmp_path, data, key, words):
@@ -167,6 +165,26 @@ def test_cli_reports_a_config_error_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "bad.yaml: LayerName._0.ReuseFactor: expected a whole number >= 1" in err
+
+
+def test_a_dump_of_hls4mls_own_config_is_accepted_as_it_is(tmp_path):
+    """What config_from_pytorch_model returns, dumped to YAML, loads unchanged; its
+    ReuseFactor: 1 on every layer is the user's choice then, and is sized as such."""
+    from hwpart.overlay.build import _kernel_dims, _node_classes
+    from hwpart.overlay.hlsconfig import load_hls_config
+
+    lg = _lenet()
+    cfg = hls4ml.utils.config_from_pytorch_model(lg.module, input_shape=(1, 32, 32),
+                                                 granularity="name", backend="Vitis")
+    cfg.pop("PytorchModel")
+    path = tmp_path / "dumped.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))  # tuples -> lists
+    user = load_hls_config(path, list(lg.compute_nodes), (1, 32, 32))
+    assert user.model["ChannelsLastConversion"] == "full"  # read, and ignored (layout)
+    fixed, bits = user.sizing(_node_classes(lg), _kernel_dims(lg, list(lg.compute_nodes)))
+    assert fixed == {"_0": 1, "_3": 1, "_7": 1, "_9": 1, "_11": 1} and bits == {}
+    est = estimate_group(lg, list(lg.compute_nodes), load_board("kv260"), fixed=fixed)
+    assert not est.fits(load_board("kv260"))  # fully unrolled LeNet-5: no slot holds it
 
 
 def _dense_gelu() -> nn.Module:

@@ -37,11 +37,11 @@ from hwpart.errors import ConfigError
 
 #: The name hls4ml gives an RM slice's input layer (and a whole model's).
 INPUT_LAYER = "input_1"
-#: Keys of ``Model`` that hwpart honours. The layout keys must keep hwpart's
-#: values: the RM streams are channels-last by design (docs/overlays.md).
+#: Keys of ``Model`` that hwpart honours, plus the layout keys every dump of
+#: ``config_from_pytorch_model`` contains, which are read and ignored: RM streams are
+#: always channels-last, hls4ml's 'internal' conversion (docs/overlays.md, 'Channel order').
 MODEL_KEYS = frozenset({"Precision", "ReuseFactor", "Strategy", "BramFactor", "TraceOutput",
                         "ChannelsLastConversion", "TransposeOutputs"})
-_LAYOUT = {"ChannelsLastConversion": "internal", "TransposeOutputs": False}
 #: Keys of a ``LayerName``/``LayerType`` entry that hwpart passes to hls4ml.
 LAYER_KEYS = frozenset({"Precision", "ReuseFactor", "Strategy", "Trace", "TableSize",
                         "ParallelizationFactor", "ConvImplementation"})
@@ -68,6 +68,7 @@ class LayerChoice:
     strategy: str | None = None  # Latency | Resource
     extra: dict[str, Any] = field(default_factory=dict)  # other hls4ml layer keys
     where: dict[str, str] = field(default_factory=dict)  # what -> the YAML key that set it
+    cls: str = ""  # hls4ml's class of the layer
 
 
 @dataclass
@@ -108,7 +109,7 @@ class UserHLSConfig:
         by_type = self.data.get("LayerType") or {}
         model = self.model
         for name, cls in layers.items():
-            ch = LayerChoice()
+            ch = LayerChoice(cls=cls)
             vars_ = set((defaults.get(name, {}).get("Precision") or {}).keys())
             levels = [(f"LayerName.{name}", by_name.get(name)),
                       (f"LayerType.{cls}", by_type.get(cls)), ("Model", model)]
@@ -208,8 +209,8 @@ class UserHLSConfig:
                 entry["Precision"] = dict(ch.precision)
             if ch.reuse is not None:
                 entry["ReuseFactor"] = int(ch.reuse)
-            strategy = ch.strategy or (None if ch.reuse is None else
-                                       "Resource" if ch.reuse > 1 else "Latency")
+            strategy = ch.strategy or (None if ch.reuse is None or ch.cls not in KERNEL_CLASSES
+                                       else "Resource" if ch.reuse > 1 else "Latency")
             if strategy:
                 entry["Strategy"] = strategy
             names[name] = entry
@@ -289,9 +290,6 @@ def _check_entry(cfg: UserHLSConfig, prefix: str, entry: Any, allowed: frozenset
             if str(v).lower() not in STRATEGIES:
                 raise cfg.err(key, f"{v!r}: hwpart builds Latency or Resource (the C "
                                    "simulation of other strategies takes minutes to hours)")
-        elif k in _LAYOUT and v != _LAYOUT[k]:
-            raise cfg.err(key, f"{v!r}: RM streams are channels-last, so hwpart needs "
-                               f"{_LAYOUT[k]!r} (docs/overlays.md, 'Channel order')")
 
 
 def load_hls_config(path: str | Path, layer_names: list[str],
