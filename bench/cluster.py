@@ -110,6 +110,7 @@ def main() -> int:
             t_med, r_med = statistics.median(th), statistics.median(ry)
             rows.append({"batch": batch, "threads_us": t_med * 1e6, "ray_us": r_med * 1e6,
                          "ratio": r_med / t_med if t_med > 0 else None,
+                         "plain_forward_us": plain * 1e6,
                          "threads_range_us": [min(th) * 1e6, max(th) * 1e6],
                          "ray_range_us": [min(ry) * 1e6, max(ry) * 1e6]})
         out["overhead"] = rows
@@ -154,8 +155,8 @@ def main() -> int:
     print("\nper-batch overhead, two cheap stages (pipeline full)")
     print(f"{'batch':>6} {'threads us':>11} {'ray us':>9} {'ray/threads':>12}")
     for r in out["overhead"]:
-        print(f"{r['batch']:>6} {r['threads_us']:>11.0f} {r['ray_us']:>9.0f} "
-              f"{r['ratio']:>11.1f}x")
+        ratio = f"{r['ratio']:>11.1f}x" if r["ratio"] is not None else f"{'-':>12}"
+        print(f"{r['batch']:>6} {r['threads_us']:>11.0f} {r['ray_us']:>9.0f} {ratio}")
     so = out["scale_out"]
     print(f"\nscale-out, {so['model']}, batch {so['batch']} (samples/s)")
     for k, v in so["samples_per_s"].items():
