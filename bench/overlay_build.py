@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> dict:
         "board": args.board, "model": args.model, "jobs": args.jobs,
         "wall_s": round(wall, 1), "timed_out": timed_out, "timeout_s": args.timeout,
         "returncode": rc,
-        "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+        # a killed build's g++ is not a child this process waits for: its CPU is not counted
+        "cpu_s": None if timed_out else round(
+            after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
         "cpus": os.cpu_count(), "loadavg_at_start": [round(v, 2) for v in load],
         "progress_lines": [ln for ln in err.splitlines() if "] rm" in ln],
         "host": platform.node(), "python": platform.python_version(),
@@ -119,7 +121,8 @@ def main() -> int:
     for label, r in data["runs"].items():
         wall = f"> {r['timeout_s']} s" if r["timed_out"] else f"{r['wall_s']:.1f} s"
         rms = r.get("rms") or []
-        t.add_row(label, wall, f"{r['cpu_s']:.1f} s",
+        cpu = "-" if r["cpu_s"] is None else f"{r['cpu_s']:.1f} s"
+        t.add_row(label, wall, cpu,
                   f"{r['cpus']} / {r['loadavg_at_start'][0]}", str(len(rms)) if rms else "-",
                   ", ".join(str(x["ii_cycles_est"]) for x in rms) or "-",
                   "; ".join(", ".join(f"{k}={v}" for k, v in x["reuse"].items()) for x in rms)
