@@ -207,6 +207,13 @@ class Pipeline:
         """:meth:`prepare` then :meth:`switch`: a make-before-break move in one call."""
         return self.switch(self.prepare(stages, devices))
 
+    @property
+    def delivered_seq(self) -> int:
+        """The sequence number the collector waits for next: every item before it has left
+        the pipeline (0 before a run)."""
+        run = self._run
+        return run.collector.next_seq if run is not None else 0
+
     def pause(self) -> None:
         """Stop admitting new items (break-before-make); items already in go on."""
         self._admit.clear()

@@ -40,6 +40,8 @@ class NpmConfig:
     margin: float = 1.2  # a move must promise this throughput ratio (hysteresis)
     cooldown_s: float = 1.0  # no new decision this long after a move or a rejection
     verify_s: float = 0.6  # the window measured after a move
+    verify_skip_batches: int = 2  # the new route's first batches are not in that window...
+    verify_open_s: float = 10.0  # ...unless they take longer than this
     before_s: float = 0.6  # the window it is compared with
     horizon_s: float = 5.0  # what a move's gain is counted over, against its cost
     tol: float = 0.05  # shadow check: max abs error against the float model
@@ -207,14 +209,17 @@ class Npm:
                 predicted_gain=gain,
                 details={"boundary": boundary, "version": version, "downtime_s": down,
                          "load_s": mig.load_s, "break_before_make": mig.paused})
-            self.watch = Watch(snap.t_s, before, previous, gain, kind)
+            self.watch = Watch(snap.t_s, before, previous, gain, kind,
+                               from_seq=boundary + self.cfg.verify_skip_batches)
             return True
 
     def _verify(self, snap: Any) -> None:
         """Step 7, the measured window: roll back a move that made things worse."""
         w = self.watch
         assert w is not None
-        if snap.t_s > w.t_switch and snap.throughput_sps is not None:
+        opened = (self.pipe.delivered_seq >= w.from_seq
+                  or snap.t_s - w.t_switch > self.cfg.verify_open_s)  # a hung route is judged
+        if snap.t_s > w.t_switch and opened and snap.throughput_sps is not None:
             w.after.append((snap.interval_s, snap.throughput_sps))
         verdict = verify(w, self.cfg.verify_s)
         if verdict is None:

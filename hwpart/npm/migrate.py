@@ -95,6 +95,10 @@ class Watch:
     predicted_gain: float
     kind: str
     after: list[tuple[float, float]] = field(default_factory=list)  # (interval s, samples/s)
+    # the window opens once items from this sequence number on have been delivered: the
+    # old route's drain and the new stages' first batches (a cold actor, a first call)
+    # are the move's cost, already priced, not its steady rate
+    from_seq: int = 0
 
     @property
     def span_s(self) -> float:
