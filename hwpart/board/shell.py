@@ -246,23 +246,22 @@ class ShellDriver:
         """Put RM ``rm_name`` into slot ``k`` (the PR sequence of the module docstring), even
         when it is there already; returns its time (modeled on the simulated board).
         ``admit`` runs under the slot's lock first and may raise to refuse the swap."""
-        rm = self.manifest.rm(rm_name)
-        self._check_slot(k, rm)
-        self.open()
-        with self._slot_locks[k]:
-            if admit is not None:
-                admit()
-            return self._swap(k, rm)
+        return self._in_slot(k, rm_name, admit, self._swap)
 
     def ensure(self, k: int, rm_name: str, admit: Callable[[], None] | None = None) -> float:
         """:meth:`swap` unless slot ``k`` holds the RM already (then 0)."""
+        return self._in_slot(k, rm_name, admit, self._ensure)
+
+    def _in_slot(self, k: int, rm_name: str, admit: Callable[[], None] | None,
+                 act: Callable[[int, BoardRM], float]) -> float:
+        """``act(k, rm)`` under slot ``k``'s lock, after ``admit``: swap and ensure alike."""
         rm = self.manifest.rm(rm_name)
         self._check_slot(k, rm)
         self.open()
         with self._slot_locks[k]:
             if admit is not None:
                 admit()
-            return self._ensure(k, rm)
+            return act(k, rm)
 
     def _ensure(self, k: int, rm: BoardRM) -> float:
         return 0.0 if self.slots[k].rm == rm.name else self._swap(k, rm)
