@@ -66,9 +66,9 @@ def test_decoupled_slot_holds_traffic(bundles):
     ol = pynq.Overlay(str(b.path("shell.bit")))
     ol.pr_download("slot_0", str(b.path("partials/slot0_fc3.bit")))
     ol.switch.mi = np.array([1, 0], dtype=np.int64)
-    ctrl = ol.decoupler_0
-    ctrl.write(0x00, 1)  # DECOUPLE
-    assert ctrl.read(0x04) & 1
+    dec = ol.decoupler_0  # PG375: one register, bit 0 decouple, reads the status
+    dec.write(0x00, 1)
+    assert dec.read(0x00) == 1 and ol.slot_ctrl_0.read(0x04) & 1  # STATUS bit 0 decoupled
     spec = b.rm("fc3").spec
     x = _x(4, 32, seed=1)
     inb, outb = pynq.allocate((4, 32), np.int16), pynq.allocate((4, 32), np.int16)
@@ -79,7 +79,7 @@ def test_decoupled_slot_holds_traffic(bundles):
     time.sleep(0.02)
     assert not dma.sendchannel.idle and not dma.recvchannel.idle
     assert board.slots[0].processed == 0 and np.all(np.asarray(outb) == 0)
-    ctrl.write(0x00, 0)  # recouple: the held packet moves on
+    dec.write(0x00, 0)  # recouple: the held packet moves on
     dma.sendchannel.wait()
     dma.recvchannel.wait()
     assert np.array_equal(spec.tout.decode(np.asarray(outb)), CSimRunner(spec).predict(x))

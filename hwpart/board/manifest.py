@@ -6,9 +6,9 @@ The host writes this smaller JSON file from the bundle
 deploy's board side read it (:func:`load_board_manifest`) and check every file
 against it (:func:`verify`). It holds only what driving the shell needs:
 
-* the shell's ``.bit``/``.hwh``, the slot count, the switch and slot-control
-  (decoupler) addresses, the DMA's stream word width;
-* per RM: its name, the identity word the slot reports (``RM_INFO + 4``,
+* the shell's ``.bit``/``.hwh``, the slot count and the DMA's stream word
+  width -- no addresses: those are the ``.hwh``'s, read when the shell loads;
+* per RM: its name, the identity word the slot's ``rm_info`` reports (``RM_INFO + 4``,
   :func:`hwpart.board.regs.rm_id`), the bytes of one sample's stream words in
   and out at that word width, and its partial ``.bit`` per slot (each with its
   ``.hwh`` next to it, PYNQ's convention);
@@ -66,8 +66,6 @@ class BoardManifest:
     board: str
     shell_bit: str
     slots: int
-    switch_address: int
-    decouplers: list[int]
     data_width_bits: int
     rms: list[BoardRM]
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
@@ -98,8 +96,6 @@ class BoardManifest:
         return {"format": FORMAT, "name": self.name, "board": self.board,
                 "simulated": self.simulated,
                 "shell": {"bit": self.shell_bit, "hwh": self.shell_hwh,
-                          "switch_address": self.switch_address,
-                          "decouplers": list(self.decouplers),
                           "data_width_bits": self.data_width_bits},
                 "slots": self.slots,
                 "rms": [{"name": r.name, "identity": r.identity, "in_bytes": r.in_bytes,
@@ -136,11 +132,6 @@ class BoardManifest:
             raise bad("format", f"expected {FORMAT!r}, got {d.get('format')!r}")
         shell = get(d, "shell", "shell", dict)
         slots = count(d, "slots", "slots")
-        decouplers = get(shell, "decouplers", "shell.decouplers", list)
-        if len(decouplers) != slots or not all(
-                isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in decouplers):
-            raise bad("shell.decouplers", f"expected {slots} addresses (one per slot), "
-                      f"got {decouplers!r}")
         rms = []
         names: set[str] = set()
         for i, r in enumerate(get(d, "rms", "rms", list)):
@@ -166,7 +157,6 @@ class BoardManifest:
                 raise bad(f"files.{k}", f"expected a sha256 (64 lower-case hex digits), got {v!r}")
         m = cls(get(d, "name", "name", str), get(d, "board", "board", str),
                 get(shell, "bit", "shell.bit", str), slots,
-                get(shell, "switch_address", "shell.switch_address", int), list(decouplers),
                 count(shell, "data_width_bits", "shell.data_width_bits", 8), rms, dict(files),
                 bool(d.get("simulated", False)), Path(root), source)
         for rel in [m.shell_bit, *(p for r in m.rms for p in r.partials.values())]:
@@ -238,7 +228,7 @@ def board_manifest_of(bundle: Any, base: Path | str | None = None) -> BoardManif
                    {int(k): rel(v) for k, v in r.partials.items()})
            for r in bundle.rms]
     return BoardManifest(bundle.name, bundle.board, rel(bundle.shell_bit), int(bundle.slots),
-                         int(bundle.switch_address), [int(a) for a in bundle.decouplers], width,
+                         width,
                          rms, {rel(k): v for k, v in bundle.files.items()},
                          _is_simulated(root / bundle.shell_bit), base_p,
                          str(root / "manifest.yaml"))

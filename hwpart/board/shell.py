@@ -8,11 +8,14 @@ float <-> ``ap_fixed`` packing stays on the host, where numpy is fast and the
 RM's types are known.
 
 PYNQ API only -- ``Overlay`` for the shell, ``Overlay.pr_download`` for
-partials, ``MMIO`` for the slot decouplers and the AXI4-Stream switch (PG085),
-``pynq.allocate`` buffers and ``pynq.lib.dma.DMA`` channels for data -- so the
-same code drives a board (``Device.active_device`` on the PYNQ image) or the
-simulated board (:mod:`hwpart.sim.board`). It runs on PYNQ 3.0.x (Python 3.10)
-and 3.1/4.0.
+partials, ``MMIO`` for the AXI4-Stream switch (PG085), the slots' DFX
+decouplers (PG375), slot controls and RM identity blocks, ``pynq.allocate``
+buffers and ``pynq.lib.dma.DMA`` channels for data -- so the same code drives a
+board (``Device.active_device`` on the PYNQ image) or the simulated board
+(:mod:`hwpart.sim.board`). It runs on PYNQ 3.0.x (Python 3.10) and 3.1/4.0.
+Every address is the loaded shell's ``ip_dict`` (its ``.hwh``), found by IP
+type and cell name (:func:`hwpart.board.regs.shell_blocks`): wherever Vivado's
+address editor put a block, the driver finds it there.
 
 Locks, as the shell shares its parts: one per slot, and one for the DMA engine,
 which every slot shares and which the switch gives to one chain at a time. A
@@ -21,9 +24,14 @@ swap holds only its own slot's lock, so swapping one slot does not stall a
 transfer through another.
 
 PR swap (one slot, under that slot's lock so no transfer through it is in
-flight): route nothing into or out of the slot -> decouple and wait for the
-status bit -> ``pr_download`` -> pulse the RM reset -> recouple -> read the
-RM's identity register to check the right RM is there. The partial's ``.bit``
+flight): route nothing more into the slot -> wait until the slot control
+reports the RP idle (every packet that entered has left) -> route nothing out
+of it -> decouple and read the status back -> ``pr_download`` -> pulse the RM
+reset -> recouple -> read the RM's identity block to check the right RM is
+there. The idle wait comes first because PG375 decouples at once: a packet
+still streaming through the RP would be cut, and one waiting at its output
+lost with the old RM. A slot that does not go idle is not decoupled; the swap
+fails and names it. The partial's ``.bit``
 and ``.hwh`` are checked against ``board.json``'s sha256 *before* anything is
 downloaded; a file it does not list, or one that changed, is refused.
 
@@ -62,13 +70,17 @@ from hwpart.board.regs import (
     RM_MAGIC,
     RM_RESET,
     S2MM_DMASR,
-    ST_DECOUPLED,
+    SLOT_ID,
+    SLOT_MAGIC,
     ST_IN_RESET,
+    ST_RP_IDLE,
     STATUS,
     SW_COMMIT,
     SW_CTRL,
     SW_DISABLE,
     SW_MI_MUX,
+    block_names,
+    shell_blocks,
 )
 
 #: the route of a DMA loopback: MM2S straight back into S2MM through the switch
@@ -96,9 +108,12 @@ class BoardModel(Protocol):
 
 @dataclass
 class SlotState:
-    """One reconfigurable slot: its control window and the RM it holds (None: unknown/empty)."""
+    """One reconfigurable slot: its decoupler (PG375), slot control and RM identity block, and
+    the RM it holds (None: unknown/empty)."""
 
-    mmio: Any = None
+    decoupler: Any = None
+    ctrl: Any = None
+    info: Any = None
     rm: str | None = None
 
 
@@ -139,6 +154,7 @@ class ShellDriver:
         self._dma_lock = threading.Lock()
         self._slot_locks = [threading.RLock() for _ in range(manifest.slots)]
         self._route: tuple[int, ...] | None = None
+        self._mux: list[int] = []  # what the switch's MI_MUX registers hold now
         self._verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256)
         self._buffers: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
 
@@ -174,10 +190,24 @@ class ShellDriver:
                                 f"{m.data_width_bits}; rewrite board.json from this bundle")
             self.word_bits = width
             self.sg = bool(int(params.get("c_include_sg", 0)))
-            # the addresses board.json records (same map on board, sim and RTL)
-            self.switch = pynq.MMIO(m.switch_address, 0x1000, **kw)
-            self.slots = [SlotState(pynq.MMIO(a, 0x1000, **kw)) for a in m.decouplers]
+            try:  # every address from the shell's .hwh, wherever Vivado put each block
+                blocks = {b.name: b for b in shell_blocks(ol.ip_dict, m.slots, m.shell_hwh)}
+            except ValueError as exc:
+                raise FpgaError(f"{exc}; was {shell} built from another shell?") from exc
+
+            def mmio(name: str) -> Any:
+                return pynq.MMIO(blocks[name].base, blocks[name].range, **kw)
+
+            self.switch = mmio("switch")
+            self.slots = [SlotState(*(mmio(n) for n in block_names(k)))
+                          for k in range(m.slots)]
+            for k, st in enumerate(self.slots):
+                if st.ctrl.read(SLOT_ID) != SLOT_MAGIC:
+                    raise FpgaError(f"{shell}: slot_ctrl_{k} at 0x{blocks[block_names(k)[1]].base:08X}"
+                                    f" reads 0x{st.ctrl.read(SLOT_ID):08x}, not hwpart's slot "
+                                    "control; the .hwh does not match the loaded bitstream", k)
             self._route = None
+            self._mux = [SW_DISABLE] * (1 + m.slots)  # a freshly loaded switch routes nothing
             self._buffers.clear()
             self.ol = ol
             return time.perf_counter() - t0
@@ -276,9 +306,9 @@ class ShellDriver:
         self.open()
         t0 = time.perf_counter()
         slot = self.slots[k]
-        self._isolate(k)  # nothing routed into or out of this slot while swapping
-        slot.mmio.write(DECOUPLE, 1)
-        self._poll(lambda: slot.mmio.read(STATUS) & ST_DECOUPLED, k, rm.name, "decouple")
+        self._quiesce(k, rm.name)  # nothing in the RP, nothing routed into or out of it
+        slot.decoupler.write(DECOUPLE, 1)
+        self._poll(lambda: slot.decoupler.read(DECOUPLE) & 1, k, rm.name, "decouple")
         slot.rm = None
         region = f"slot_{k}"
         try:
@@ -291,11 +321,11 @@ class ShellDriver:
             self.recover()
             raise FpgaError(f"partial reconfiguration with {bit.name} failed: "
                             f"{type(exc).__name__}: {exc}", k, rm.name) from exc
-        slot.mmio.write(RM_RESET, 1)
-        slot.mmio.write(RM_RESET, 0)
-        self._poll(lambda: not slot.mmio.read(STATUS) & ST_IN_RESET, k, rm.name, "reset")
-        slot.mmio.write(DECOUPLE, 0)
-        magic, ident = slot.mmio.read(RM_INFO), slot.mmio.read(RM_INFO + 4)
+        slot.ctrl.write(RM_RESET, 1)
+        slot.ctrl.write(RM_RESET, 0)
+        self._poll(lambda: not slot.ctrl.read(STATUS) & ST_IN_RESET, k, rm.name, "reset")
+        slot.decoupler.write(DECOUPLE, 0)
+        magic, ident = slot.info.read(RM_INFO), slot.info.read(RM_INFO + 4)
         if magic != RM_MAGIC or ident != rm.identity:
             raise FpgaError(f"after pr_download the slot reports RM id 0x{ident:08x} "
                             f"(magic 0x{magic:08x}), not this RM's 0x{rm.identity:08x}",
@@ -333,17 +363,33 @@ class ShellDriver:
                 for a, c in zip(route, route[1:], strict=False):
                     mux[1 + c] = 1 + a
                 mux[0] = 1 + route[-1]
-            for i, v in enumerate(mux):
-                self.switch.write(SW_MI_MUX + 4 * i, v)
-            self.switch.write(SW_CTRL, SW_COMMIT)
+            self._program(mux)
             self._route = route
 
-    def _isolate(self, k: int) -> None:
-        """Route nothing into or out of slot ``k``, leaving other slots' routes alone (the
-        caller holds slot ``k``'s lock, so no transfer through it is in flight)."""
+    def _program(self, mux: list[int]) -> None:
+        """Write the MI_MUX registers that change, then commit (PG085)."""
+        for i, v in enumerate(mux):
+            if self._mux[i] != v:
+                self.switch.write(SW_MI_MUX + 4 * i, v)
+        self.switch.write(SW_CTRL, SW_COMMIT)
+        self._mux = list(mux)
+
+    def _quiesce(self, k: int, rm: str) -> None:
+        """Make slot ``k`` safe to decouple (see the module docstring): stop traffic into it,
+        wait until its RP is idle, then stop traffic out of it. Other slots' routes stay
+        (the caller holds slot ``k``'s lock, so no transfer through it is in flight)."""
+        ctrl = self.slots[k].ctrl
         with self._lock:
-            if self._route is None or k in self._route:
-                self._set_route(())
+            if self._mux[1 + k] != SW_DISABLE:
+                self._program([SW_DISABLE if i == 1 + k else v for i, v in enumerate(self._mux)])
+                self._route = None
+        self._poll(lambda: ctrl.read(STATUS) & ST_RP_IDLE, k, rm,
+                   "waiting for the slot's RP to go idle before decoupling it (PG375 would cut "
+                   "what it holds)")
+        with self._lock:
+            if 1 + k in self._mux:
+                self._program([SW_DISABLE if v == 1 + k else v for v in self._mux])
+                self._route = None
 
     # ------------------------------------------------------------------ data path
 

@@ -63,6 +63,7 @@ from hwpart.sim import hwh
 from hwpart.sim.dma import AxiDmaModel, Packet
 from hwpart.sim.fixed import FixedType
 from hwpart.sim.rm import _lib_lock, batch_library
+from hwpart.sim.stream import propagate
 
 ACCEL_MAGIC = b"HWPART-SIM-HLS4ML 1\n"
 BIT_NAME = "hls4ml_nn"  # hls4ml's tutorials package the design as hls4ml_nn.bit/.hwh
@@ -498,7 +499,7 @@ class AccelFabric:
         self.base, self.range = dma_address, dma_range
         self.core = AccelCore(design)
         self.dma = AxiDmaModel(board.ddr, board.timing, board.ledger, self._push, sg=False)
-        self.dma.on_armed = self._propagate
+        self.dma.on_armed = self.propagate
         self.inq: deque[Packet] = deque()
         self.outq: deque[Packet] = deque()
         self.busy_until = 0.0
@@ -514,46 +515,26 @@ class AccelFabric:
         ip = dma_of(parser, d.name, bitfile)
         return cls(d, board, int(ip["phys_addr"]), int(ip.get("addr_range", DMA_RANGE)))
 
-    # registers: only the DMA is addressable in this design
-    def read(self, a: int) -> tuple[int, float]:
-        if self.base <= a < self.base + self.range:
-            return self.dma.read(a - self.base)
-        return 0, 0.0  # DECERR on hardware
-
-    def write(self, a: int, v: int) -> None:
-        if self.base <= a < self.base + self.range:
-            self.dma.write(a - self.base, v)
-
     def _push(self, pkt: Packet) -> None:
         self.inq.append(pkt)
-        self._propagate()
+        self.propagate()
 
-    def _propagate(self) -> None:
-        """Move what can move; called under the board's lock after any change."""
-        now = time.perf_counter()
-        moved = True
-        while moved:
-            moved = False
-            while self.outq:
-                p = self.outq[0]
-                if not self.dma.offer(p, max(p.ready_s, now) if p.held else p.ready_s):
-                    p.held = True
-                    break
-                self.outq.popleft()
-                moved = True
-            while self.inq and not self.outq:
-                p = self.inq.popleft()
-                t_acc = max(p.ready_s, now) if p.held else p.ready_s
-                outs, n = self.core.feed(p.data)
-                rm_s = self.board.timing.rm_s(self.design.cycles(n))
-                self.busy_until = max(t_acc, self.busy_until) + rm_s
-                self.board.ledger.add_rm(rm_s, n)
-                self.outq.extend(Packet(o, self.busy_until) for o in outs)
-                if p.on_accept is not None:
-                    p.on_accept(t_acc)
-                moved = True
-            for p in self.inq:
-                p.held = True
+    def propagate(self) -> None:
+        """Move what can move (:mod:`hwpart.sim.stream`); called under the board's lock after
+        any change. Queue 0 is MM2S into the core, queue 1 the core's output to S2MM."""
+        propagate([self.outq, self.inq], self._take, time.perf_counter())
+
+    def _take(self, q: int, p: Packet, t_acc: float) -> bool:
+        if q == 0:
+            return self.dma.offer(p, t_acc)
+        if self.outq:  # the core holds a finished packet: it takes no more input
+            return False
+        outs, n = self.core.feed(p.data)
+        rm_s = self.board.timing.rm_s(self.design.cycles(n))
+        self.busy_until = max(t_acc, self.busy_until) + rm_s
+        self.board.ledger.add_rm(rm_s, n)
+        self.outq.extend(Packet(o, self.busy_until) for o in outs)
+        return True
 
 
 def dma_of(parser: Any, name: str, where: str | Path) -> dict:

@@ -6,7 +6,10 @@ the active device, after which ``pynq.allocate``, ``pynq.MMIO``,
 ``pynq.Overlay(shell.bit)``, ``Overlay.pr_download`` and ``pynq.lib.dma.DMA``
 all reach it. It declares the ``REGISTER_RW`` capability, so every MMIO access
 arrives here as ``read_registers``/``write_registers`` and is decoded against
-the shell's address map (:mod:`hwpart.sim.hwh`).
+the address map of the loaded overlay's ``.hwh`` -- generated or Vivado's,
+wherever it puts each block. An address no block of the loaded design decodes
+raises :class:`BusError` naming it: on a board the access would hang the
+interconnect or come back as a DECERR fault, never as a quiet 0.
 
 Stand-ins PYNQ needs off-board -- all of them, in one place (:func:`_standins`):
 
@@ -23,15 +26,17 @@ Buffers are numpy views of the board's DDR (:mod:`hwpart.sim.ddr`) with no
 ``.memory`` attribute, so PYNQ never tries to ``munmap`` them; they are
 returned to the allocator when the last view is garbage-collected.
 
-The stream fabric moves whole packets: MM2S -> switch slave 0 -> (switch)
--> slot input -> RM (hls4ml C simulation) -> slot output -> ... -> master 0
--> S2MM. A packet that has nowhere to go (route disabled, slot decoupled, in
-reset or empty, no S2MM buffer armed) waits where it is, as back-pressure
-would hold it; any register write that may unblock it moves it on.
+The stream fabric moves whole packets (:mod:`hwpart.sim.stream`): MM2S ->
+switch slave 0 -> (switch) -> slot input -> RM (hls4ml C simulation) -> slot
+output -> ... -> master 0 -> S2MM. A packet that has nowhere to go (route
+disabled, slot decoupled, in reset or empty, no S2MM buffer armed) waits where
+it is, as back-pressure would hold it; any register write that may unblock it
+moves it on. The slots' decouplers act as PG375's do (:mod:`hwpart.sim.decoupler`).
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import warnings
@@ -49,6 +54,7 @@ from pynq.buffer import PynqBuffer
 from pynq.pl_server import device as pynq_device
 from pynq.pl_server.hwh_parser import get_hwh_name
 
+from hwpart.board import regs
 from hwpart.boards import Board, load_board
 from hwpart.sim import accel, hwh
 from hwpart.sim.ddr import DDR
@@ -56,6 +62,7 @@ from hwpart.sim.decoupler import SlotModel
 from hwpart.sim.dma import AxiDmaModel, Packet
 from hwpart.sim.hwh import read_shell_bit
 from hwpart.sim.rm import SimRM, read_partial_bit
+from hwpart.sim.stream import propagate
 from hwpart.sim.switch import SwitchModel
 from hwpart.sim.timing import POLL_SLEEP_S, ModeledLedger, TimingModel, hold_until
 
@@ -94,6 +101,11 @@ def _standins(board: SimBoard) -> None:
 class FabricStats:
     packets_in: int = 0
     packets_out: int = 0
+    packets_cut: int = 0  # reached S2MM cut short (a slot decoupled or swapped mid-packet)
+
+
+class BusError(RuntimeError):
+    """A register access no block of the loaded design decodes (AXI DECERR)."""
 
 
 class SimBoard(pynq.Device):
@@ -125,8 +137,8 @@ class SimBoard(pynq.Device):
         self.shell: dict[str, Any] | None = None
         self.accel: Any = None  # an hls4ml VivadoAccelerator design (hwpart.sim.accel) instead
         self.ps_base = hwh.BASE["ps8" if self.board.ps == "ps8" else "ps7"]  # the board's PS map
-        self.base = self.ps_base
-        self.dma_base = self.base + hwh.DMA_OFFSET
+        self.blocks: list[regs.Block] = []  # the loaded shell's address map, from its .hwh
+        self.design = "(no overlay loaded)"
         self._pending_partial: tuple[str, int] | None = None
         self.last_pr_s = 0.0  # modeled time of the latest partial reconfiguration
         self.last_pr_bytes = 0  # and the partial's modeled size
@@ -142,8 +154,25 @@ class SimBoard(pynq.Device):
         self.slots = [SlotModel(k) for k in range(slots)]
         self.dma = AxiDmaModel(self.ddr, self.timing, self.ledger, self._push_mm2s, sg=sg)
         self.dma.on_armed = self._propagate
-        self.queues: list[deque[Packet]] = [deque() for _ in range(1 + slots)]
+        # switch slave s's queue: 0 the DMA's MM2S, 1 + k slot k's RM output
+        self.queues: list[deque[Packet]] = [deque(), *(s.out for s in self.slots)]
         self.s2mm_queue: deque[Packet] = deque()
+
+    def block_at(self, a: int) -> tuple[regs.Block, int]:
+        """The loaded design's block that decodes address ``a``, and ``a``'s offset in it."""
+        i = bisect.bisect_right(self._bases, a) - 1
+        if i >= 0 and a in self.blocks[i]:
+            return self.blocks[i], a - self.blocks[i].base
+        near = ", ".join(f"{b.name} 0x{b.base:08X}-0x{b.base + b.range - 1:08X}"
+                         for b in self.blocks) or "none"
+        raise BusError(f"bus error: no block of {self.design} decodes address 0x{a:08X} "
+                       f"(AXI DECERR; on a board this access faults or hangs). Its blocks: "
+                       f"{near}. Take addresses from the overlay's ip_dict.")
+
+    def _set_blocks(self, blocks: list[regs.Block], design: str) -> None:
+        self.blocks = sorted(blocks, key=lambda b: b.base)
+        self._bases = [b.base for b in self.blocks]
+        self.design = design
 
     @property
     def pace(self) -> bool:
@@ -206,20 +235,25 @@ class SimBoard(pynq.Device):
         return hwh.read_hwh(name, partial)
 
     def download(self, bitstream: Any, parser: Any = None) -> None:
+        if not bitstream.partial and parser is None:
+            parser = self.get_bitfile_metadata(bitstream.bitfile_name)
+        design = Path(get_hwh_name(bitstream.bitfile_name)).name
         if not bitstream.partial and accel.is_accel_bit(bitstream.bitfile_name):
             fabric = accel.AccelFabric.load(bitstream.bitfile_name, parser, self)
             with self.lock:  # the design replaces the shell: DMA -> core -> DMA, no slots
                 self.shell, self.accel = None, fabric
-                self.dma, self.dma_base = fabric.dma, fabric.base
+                self.dma = fabric.dma
+                self._set_blocks([regs.Block("dma", "dma", None, fabric.base, fabric.range)], design)
             self.post_download(bitstream, parser, self.name)
             return
         if not bitstream.partial:
             info = read_shell_bit(bitstream.bitfile_name)
+            blocks = regs.shell_blocks(parser.ip_dict, int(info["slots"]),
+                                  get_hwh_name(bitstream.bitfile_name))
             with self.lock:
                 self.shell, self.accel = info, None
-                self.base = int(info.get("base_address", self.ps_base))
-                self.dma_base = int(info.get("dma_address", self.base + hwh.DMA_OFFSET))
                 self._configure(int(info["slots"]), bool(info.get("sg", False)))
+                self._set_blocks(blocks, design)
             fclk = self.clocks.get_pl_clk(0)
             if abs(fclk - self.board.clocks.pl_mhz) > 1e-6:
                 warnings.warn(f"shell sets FCLK0 to {fclk} MHz but board {self.board.name} "
@@ -239,7 +273,7 @@ class SimBoard(pynq.Device):
         if self.timing.pace:  # the configuration port's modeled time, not a stand-in for work
             hold_until(t0 + modeled)
         with self.lock:  # the partial lands in the partition it was built for, as on a board
-            self.slots[k].install(rm)
+            self.slots[k].install(rm, time.perf_counter())
             self._propagate()
         self.ledger.add_pr(modeled)  # counted once it took effect
         self.last_pr_s = modeled
@@ -258,32 +292,32 @@ class SimBoard(pynq.Device):
     # ------------------------------------------------------------------ register decode
 
     def _read32(self, a: int) -> tuple[int, float]:
-        if self.accel is not None:
-            return self.accel.read(a)
-        if self.dma_base <= a < self.dma_base + hwh.DMA_RANGE:
-            return self.dma.read(a - self.dma_base)
-        off = a - self.base
-        if 0 <= off < hwh.SLOT_STRIDE:
+        blk, off = self.block_at(a)
+        if blk.kind == "dma":
+            return self.dma.read(off)
+        if blk.kind == "switch":
             return self.switch.read(off), 0.0
-        k = off // hwh.SLOT_STRIDE - 1
-        if 0 <= k < len(self.slots):
-            return self.slots[k].read(off % hwh.SLOT_STRIDE), 0.0
-        return 0, 0.0  # DECERR on hardware; reads 0 as the RTL shell does
+        slot = self.slots[blk.slot]  # type: ignore[index]
+        if blk.kind == "decoupler":
+            return slot.read_decoupler(off), 0.0
+        if blk.kind == "slot_ctrl":
+            return slot.read_ctrl(off, time.perf_counter()), 0.0
+        return slot.read_info(off), 0.0
 
     def _write32(self, a: int, v: int) -> None:
-        if self.accel is not None:
-            self.accel.write(a, v)
+        blk, off = self.block_at(a)
+        if blk.kind == "dma":
+            self.dma.write(off, v)
             return
-        if self.dma_base <= a < self.dma_base + hwh.DMA_RANGE:
-            self.dma.write(a - self.dma_base, v)
-            return
-        off = a - self.base
-        if 0 <= off < hwh.SLOT_STRIDE:
+        if blk.kind == "switch":
             if self.switch.write(off, v):
                 self._propagate()
             return
-        k = off // hwh.SLOT_STRIDE - 1
-        if 0 <= k < len(self.slots) and self.slots[k].write(off % hwh.SLOT_STRIDE, v):
+        slot = self.slots[blk.slot]  # type: ignore[index]
+        now = time.perf_counter()
+        if blk.kind == "decoupler" and slot.write_decoupler(off, v, now):
+            self._propagate()
+        elif blk.kind == "slot_ctrl" and slot.write_ctrl(off, v, now):
             self._propagate()
 
     # ------------------------------------------------------------------ stream fabric
@@ -295,41 +329,33 @@ class SimBoard(pynq.Device):
 
     def _propagate(self) -> None:
         """Move every packet that can move; called under ``self.lock`` after any change."""
-        now = time.perf_counter()
-        moved = True
-        while moved:
-            moved = False
-            for s, q in enumerate(self.queues):
-                while q:
-                    pkt = q[0]
-                    m = self.switch.master_for(s)
-                    if m is None:
-                        pkt.held = True
-                        break
-                    t_acc = max(pkt.ready_s, now) if pkt.held else pkt.ready_s
-                    if m == 0:
-                        if not self.dma.offer(pkt, t_acc):
-                            pkt.held = True
-                            break
-                        self.stats.packets_out += 1
-                    else:
-                        slot = self.slots[m - 1]
-                        if not slot.accepting:
-                            pkt.held = True
-                            break
-                        rm = slot.rm
-                        assert rm is not None
-                        out, n = rm.process(pkt.data, 8 * self.bus_bytes)
-                        rm_s = self.timing.rm_s(rm.spec.cycles(n))
-                        rm_s = self.slot_rm_s(m - 1, rm_s)  # an injected slowdown, if any
-                        slot.busy_until = max(t_acc, slot.busy_until) + rm_s
-                        slot.processed += 1
-                        self.ledger.add_rm(rm_s, n)
-                        self.queues[m].append(Packet(out, slot.busy_until))
-                    q.popleft()
-                    if pkt.on_accept is not None:
-                        pkt.on_accept(t_acc)
-                    moved = True
+        if self.accel is not None:
+            self.accel.propagate()
+            return
+        propagate(self.queues, self._take, time.perf_counter())
+
+    def _take(self, s: int, pkt: Packet, t_acc: float) -> bool:
+        """Switch slave ``s``'s head packet to the master that takes ``s``, if it can."""
+        m = self.switch.master_for(s)
+        if m is None:
+            return False
+        if m == 0:
+            if pkt.flight.cut:  # no last beat: S2MM keeps waiting for one
+                self.stats.packets_cut += 1
+            elif not self.dma.offer(pkt, t_acc):
+                return False
+            else:
+                self.stats.packets_out += 1
+        else:
+            slot = self.slots[m - 1]
+            if not slot.accepting:
+                return False
+            rm_s, n = slot.accept(pkt, 8 * self.bus_bytes, t_acc, lambda rm, n: self.slot_rm_s(
+                m - 1, self.timing.rm_s(rm.spec.cycles(n))))
+            self.ledger.add_rm(rm_s, n)
+        if s > 0:
+            self.slots[s - 1].leave(pkt)
+        return True
 
     # ------------------------------------------------------------------ injected slowdowns
 

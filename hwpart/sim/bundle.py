@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from hwpart.board import regs
 from hwpart.boards import Board, load_board
 from hwpart.errors import ConfigError
 from hwpart.overlay.manifest import sha256_file
@@ -45,8 +46,6 @@ class Bundle:
     slots: int
     rms: list[BundleRM]
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
-    switch_address: int = hwh.CTRL_BASE
-    decouplers: list[int] = field(default_factory=list)  # slot k's control window
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -75,18 +74,19 @@ def load_bundle(root: Path | str) -> Bundle:
         for r in d["rms"]:
             spec = RmSpec.from_json({k: v for k, v in r.items() if k != "partials"}, base=root)
             rms.append(BundleRM(spec, {int(k): v for k, v in r["partials"].items()}))
-        base = int(d["shell"].get("base_address", hwh.CTRL_BASE))
-        n = int(d["slots"])
-        return Bundle(root, d["name"], d["board"], d["shell"]["bit"], n, rms,
-                      dict(d.get("files", {})),
-                      base, [hwh.slot_ctrl_addr(k, base) for k in range(n)])
+        return Bundle(root, d["name"], d["board"], d["shell"]["bit"], int(d["slots"]), rms,
+                      dict(d.get("files", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{mf}: malformed bundle manifest ({type(exc).__name__}: {exc})") from exc
 
 
 def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Board | str = "pynq-z2",
-                     sg: bool = False, slots: int | None = None) -> Bundle:
-    """A bundle for the simulated board: shell, one partial per RM per slot, sha256 of all."""
+                     sg: bool = False, slots: int | None = None,
+                     blocks: dict[str, tuple[int, int]] | None = None) -> Bundle:
+    """A bundle for the simulated board: shell, one partial per RM per slot, sha256 of all.
+    ``blocks``: where the shell's blocks sit (name -> (address, range)), default the
+    layout hwpart builds (:func:`hwpart.board.regs.shell_map`); the board and the host
+    read them back from the generated ``.hwh``."""
     root = Path(root)
     b = load_board(board) if isinstance(board, str) else board
     n_slots = slots or b.slots.count
@@ -95,13 +95,12 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
     (root / "csim").mkdir(exist_ok=True)
     (root / "fast").mkdir(exist_ok=True)
     base = hwh.BASE[b.ps]
+    amap = dict(blocks) if blocks is not None else regs.shell_map(base, n_slots)
     write_shell_bit(root / "shell.bit", {"board": b.name, "slots": n_slots, "sg": sg,
-                                         "data_width_bits": b.dma.data_width_bits,
-                                         "base_address": base,
-                                         "dma_address": base + hwh.DMA_OFFSET})
+                                         "data_width_bits": b.dma.data_width_bits})
     (root / "shell.hwh").write_text(hwh.shell_hwh(name, n_slots, b.clocks.pl_mhz, sg,
                                                   b.dma.data_width_bits, base, ps=b.ps,
-                                                  part=b.part))
+                                                  part=b.part, blocks=amap))
     entries = []
     for spec in rms:
         lib = root / "csim" / f"{spec.name}.so"
@@ -113,7 +112,7 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
             bit = root / "partials" / f"slot{k}_{spec.name}.bit"  # as hwpart.overlay names them
             write_partial_bit(bit, local, k)
             bit.with_suffix(".hwh").write_text(hwh.partial_hwh(
-                spec.name, hwh.slot_ctrl_addr(k, base), ps=b.ps, part=b.part))
+                spec.name, amap[regs.block_names(k)[2]][0], ps=b.ps, part=b.part))
             partials[k] = str(bit.relative_to(root))
         d = local.relative_to(root)
         d["partials"] = partials
@@ -121,7 +120,7 @@ def write_sim_bundle(root: Path | str, name: str, rms: list[RmSpec], board: Boar
     files = {str(p.relative_to(root)): sha256_file(p)
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.yaml"}
     manifest = {"format": FORMAT, "name": name, "board": b.name,
-                "shell": {"bit": "shell.bit", "hwh": "shell.hwh", "base_address": base},
+                "shell": {"bit": "shell.bit", "hwh": "shell.hwh"},
                 "slots": n_slots,
                 "dma": {"sg": sg, "data_width_bits": b.dma.data_width_bits},
                 "rms": entries, "files": files}
@@ -168,13 +167,11 @@ def from_overlay_manifest(root: Path) -> Bundle:
                             r.precision, r.precision, str((root / r.csim.library).resolve()),
                             top=top, latency_cycles=int(r.cycles.latency),
                             ii_cycles=max(1, int(r.cycles.ii)), fast_model=fast))
-    decouplers = [s.decoupler_address for s in sorted(m.slots, key=lambda s: s.index)]
     if m.status == "built":
         rms = [BundleRM(spec, {int(k): v for k, v in r.partials.items()})
                for spec, r in zip(specs, m.rms, strict=True)]
         files = {f.path: f.sha256 for f in m.all_files()}
-        return Bundle(root, m.name, m.board.name, m.shell.bitstream, len(m.slots), rms,
-                      files, m.shell.switch_address, decouplers)
+        return Bundle(root, m.name, m.board.name, m.shell.bitstream, len(m.slots), rms, files)
     sim = root / "sim"
     digest = sha256_file(root / "manifest.yaml")
     stamp = sim / "source.sha256"
@@ -183,7 +180,4 @@ def from_overlay_manifest(root: Path) -> Bundle:
         stamp.write_text(digest + "\n")
     else:
         b = load_bundle(sim)
-    if [hwh.slot_ctrl_addr(k, b.switch_address) for k in range(b.slots)] != decouplers:
-        raise ConfigError(f"{root}: the manifest's slot addresses {decouplers} differ from the "
-                          "simulated shell's map (sim/README.md)")
     return b

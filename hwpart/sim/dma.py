@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwpart.sim.ddr import DDR, DecodeError
-from hwpart.sim.regs import (
+from hwpart.board.regs import (
     ADDR,
     ADDR_MSB,
     CURDESC,
@@ -58,10 +57,19 @@ from hwpart.sim.regs import (
     TAILDESC,
     TAILDESC_MSB,
 )
+from hwpart.sim.ddr import DDR, DecodeError
 from hwpart.sim.timing import ModeledLedger, TimingModel, TransferRecord
 
 
 @dataclass
+class Flight:
+    """A transfer's packet and what the fabric made of it: cut once any part of it was cut
+    (a decoupler closed mid-packet, a partition reconfigured while it held it)."""
+
+    cut: bool = False
+
+
+@dataclass(eq=False)
 class Packet:
     """One AXI4-Stream packet (TLAST at its end) moving through the shell."""
 
@@ -72,6 +80,10 @@ class Packet:
     # the host time of the register write that frees it; otherwise at ``ready_s``, so
     # host scheduling never leaks into the modeled timeline
     held: bool = False
+    flight: Flight = field(default_factory=Flight)
+
+    def cut(self) -> None:
+        self.flight.cut = True
 
 
 @dataclass

@@ -17,18 +17,17 @@ and a ``SYSTEMINFO`` naming the board's part (device, package, speed grade).
 :func:`read_hwh` parses any ``.hwh`` -- generated or from Vivado -- with the
 PYNQ parser of its own PS family.
 
-Address map and cell names are those of the Vivado shell (``hls/shell_bd.tcl``,
-``hwpart.overlay.tcl.address_map``) and of the RTL shell's 16-bit control
-window (``sim/rtl/shell_top.v``), from ``base`` (0x43C0_0000 on PS7,
-0xA000_0000 on PS8): ``switch`` at +0x0000 (PG085), slot *k*'s control
-``decoupler_{k}`` at +0x1000*(1+k), ``dma`` (PG021) at +0x10000, and inside
-slot *k*'s window at +0x800 the RM's identity window ``slot_{k}/rm_info`` --
-the one addressable IP inside reconfigurable partition ``slot_{k}``. PYNQ only
-knows hierarchies that contain addressable IP, and
-``Overlay.pr_download(region, ...)`` needs ``region`` to be a hierarchy; the
-identity window is also what lets the host check which RM a slot holds. Each
-partial's ``.hwh`` declares its own ``rm_info``; PYNQ merges it under
-``slot_{k}/`` on download, as with a real DFX design.
+Cell names and the layout hwpart builds are :mod:`hwpart.board.regs`'s
+(:func:`~hwpart.board.regs.shell_map`): ``switch`` (PG085), ``dma`` (PG021),
+per slot *k* ``decoupler_{k}`` (PG375 with its AXI-Lite register),
+``slot_ctrl_{k}`` and ``slot_{k}/rm_info`` -- the one addressable IP inside
+reconfigurable partition ``slot_{k}``. PYNQ only knows hierarchies that contain
+addressable IP, and ``Overlay.pr_download(region, ...)`` needs ``region`` to be
+a hierarchy; the identity block is also what lets the host check which RM a
+slot holds. Each partial's ``.hwh`` declares its own ``rm_info``; PYNQ merges
+it under ``slot_{k}/`` on download, as with a real DFX design. Any layout may
+be written (``blocks=``): the simulated board and the host read every address
+back from the ``.hwh``, as they would from Vivado's.
 """
 
 from __future__ import annotations
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
+
+from hwpart.board import regs
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,13 @@ PS_FAMILIES = {
                     0xA000_0000),
 }
 BASE = {k: f.base for k, f in PS_FAMILIES.items()}
-DMA_OFFSET = 0x1_0000
-DMA_RANGE = 0x1_0000
 CTRL_BASE = BASE["ps7"]
-SLOT_STRIDE = 0x1000
-RM_INFO_OFFSET = 0x800
-RM_INFO_RANGE = 0x800
 PS_VLNV = PS_FAMILIES["ps7"].vlnv
 SHELL_MAGIC = b"HWPART-SIM-SHELL 1\n"
-
-
-def slot_ctrl_addr(k: int, base: int = CTRL_BASE) -> int:
-    return base + SLOT_STRIDE * (1 + k)
+#: interface, module type and version of each kind of block in a generated .hwh
+_BLOCKS = {"switch": ("S_AXI_CTRL", "axis_switch", "1.1"), "dma": ("S_AXI_LITE", "axi_dma", "7.1"),
+           "decoupler": ("s_axi_reg", "dfx_decoupler", "1.0"),
+           "slot_ctrl": ("s_axil", "slot_ctrl", "1.0"), "rm_info": ("s_axil", "rm_info", "1.0")}
 
 
 def _params(d: dict[str, object]) -> str:
@@ -189,46 +185,60 @@ def check_window(ps: str, base: int, size: int, what: str) -> None:
 
 def shell_hwh(name: str, slots: int, pl_mhz: float, sg: bool, data_width_bits: int,
               base: int = CTRL_BASE, sg_length_width: int = 26, ps: str = "ps7",
-              part: str = "xc7z020clg400-1") -> str:
-    """The static shell: PS, AXI DMA, AXI4-Stream switch, per-slot control, empty partitions."""
+              part: str = "xc7z020clg400-1",
+              blocks: dict[str, tuple[int, int]] | None = None) -> str:
+    """The static shell: PS, AXI DMA, AXI4-Stream switch, per slot a PG375 decoupler, the slot
+    control and the RM identity block of an empty partition. ``blocks``: where each block
+    sits (name -> (address, range)); default :func:`~hwpart.board.regs.shell_map` from
+    ``base``."""
     master = PS_FAMILIES[ps].master
-    check_window(ps, base, DMA_OFFSET + DMA_RANGE, f"shell {name}")
-    ranges = [_memrange("dma", base + DMA_OFFSET, DMA_RANGE, "S_AXI_LITE", master),
-              _memrange("switch", base, SLOT_STRIDE, "S_AXI_CTRL", master)]
-    mods = []
+    amap = dict(blocks) if blocks is not None else regs.shell_map(base, slots)
+    want = set(regs.shell_map(base, slots))
+    if set(amap) != want:
+        raise ValueError(f"shell {name}: blocks {sorted(set(amap) ^ want)} missing or unknown "
+                         f"for {slots} slots")
+    spans = sorted(amap.items(), key=lambda kv: kv[1][0])
+    for (a, (lo, n)), (b, (lo2, _)) in zip(spans, spans[1:], strict=False):
+        if lo + n > lo2:
+            raise ValueError(f"shell {name}: {a} 0x{lo:08X}+0x{n:X} overlaps {b} at 0x{lo2:08X}")
+    ranges, mods = [], []
+    for cell, (addr, size) in amap.items():
+        check_window(ps, addr, size, f"shell {name}: {cell}")
+        kind, _ = regs.block_kind(cell) or ("", None)
+        iface, modtype, ver = _BLOCKS[kind]
+        inst = cell.replace("/", "_")
+        ranges.append(_memrange(inst, addr, size, iface, master))
+        vlnv = f"{regs.VLNV[kind]}:{ver}"
+        if kind == "dma":
+            params: dict[str, object] = {
+                "c_include_sg": int(sg), "c_include_mm2s": 1, "c_include_s2mm": 1,
+                "c_m_axi_mm2s_data_width": data_width_bits,
+                "c_m_axi_s2mm_data_width": data_width_bits,
+                "c_include_mm2s_dre": 0, "c_include_s2mm_dre": 0, "c_micro_dma": 0,
+                "c_sg_length_width": sg_length_width, "c_sg_include_stscntrl_strm": 0}
+        elif kind == "switch":
+            params = {"NUM_SI": 1 + slots, "NUM_MI": 1 + slots, "ROUTING_MODE": 1}
+        elif kind == "decoupler":
+            params = {"HAS_AXI_LITE": 1, "HAS_SIGNAL_CONTROL": 0}
+        elif kind == "slot_ctrl":
+            params = {"NUM_RMS": 1}
+        else:
+            params = {"RM": "empty"}
+        mods.append(_module(cell, inst, modtype, vlnv, params))
     for k in range(slots):
-        a = slot_ctrl_addr(k, base)
-        ranges.append(_memrange(f"decoupler_{k}", a, RM_INFO_OFFSET, "s_axi_reg", master))
-        ranges.append(_memrange(f"slot_{k}_rm_info", a + RM_INFO_OFFSET, RM_INFO_RANGE,
-                                master=master))
-        mods.append(_module(f"decoupler_{k}", f"decoupler_{k}", "slot_ctrl",
-                            "hwpart:user:slot_ctrl:1.0", {"SLOT_INDEX": k}))
-        mods.append(_module(f"slot_{k}/rm_info", f"slot_{k}_rm_info", "rm_info",
-                            "hwpart:user:rm_info:1.0", {"RM": "empty"}))
         mods.append(_module(f"slot_{k}", f"slot_{k}", "slot", "xilinx.com:ip:rp:1.0",
                             {"ENABLE_DFX": "true"}, bdtype="BLOCK_CONTAINER"))
-    ps_mod = ps_module(ranges, pl_mhz, ps)
-    dma = _module("dma", "dma", "axi_dma", "xilinx.com:ip:axi_dma:7.1", {
-        "c_include_sg": int(sg), "c_include_mm2s": 1, "c_include_s2mm": 1,
-        "c_m_axi_mm2s_data_width": data_width_bits, "c_m_axi_s2mm_data_width": data_width_bits,
-        "c_include_mm2s_dre": 0, "c_include_s2mm_dre": 0, "c_micro_dma": 0,
-        "c_sg_length_width": sg_length_width, "c_sg_include_stscntrl_strm": 0})
-    sw = _module("switch", "switch", "axis_switch", "xilinx.com:ip:axis_switch:1.1",
-                 {"NUM_SI": 1 + slots, "NUM_MI": 1 + slots, "ROUTING_MODE": 1})
-    return _doc(name, ps_mod + dma + sw + "".join(mods), ps, part)
+    return _doc(name, ps_module(ranges, pl_mhz, ps) + "".join(mods), ps, part)
 
 
-def partial_hwh(rm_name: str, slot_base: int, ps: str = "ps7",
+def partial_hwh(rm_name: str, info_address: int, ps: str = "ps7",
                 part: str = "xc7z020clg400-1") -> str:
-    """A partial for one slot: only its identity window (fullpath ``rm_info``).
-
-    The address is the slot's window, so a partial is built per slot -- as DFX
-    partials are (one per RM per partition). It has no PS module: its family
-    is in SYSTEMINFO's ARCH, as in Vivado's partial handoffs.
-    """
-    r = _memrange("rm_info", slot_base + RM_INFO_OFFSET, RM_INFO_RANGE,
-                  master=PS_FAMILIES[ps].master)
-    return _doc(rm_name, _module("rm_info", "rm_info", "rm_info", "hwpart:user:rm_info:1.0",
+    """A partial for one slot: only its identity block (fullpath ``rm_info``), at the
+    address the shell gives ``slot_{k}/rm_info`` -- so a partial is built per slot, as DFX
+    partials are (one per RM per partition). It has no PS module: its family is in
+    SYSTEMINFO's ARCH, as in Vivado's partial handoffs."""
+    r = _memrange("rm_info", info_address, regs.WINDOW, "s_axil", PS_FAMILIES[ps].master)
+    return _doc(rm_name, _module("rm_info", "rm_info", "rm_info", f"{regs.VLNV['rm_info']}:1.0",
                                  {"RM": rm_name}, extra=f"<MEMORYMAP>{r}</MEMORYMAP>"), ps, part)
 
 

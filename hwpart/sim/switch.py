@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hwpart.sim.regs import SW_COMMIT as COMMIT
-from hwpart.sim.regs import SW_CTRL as CTRL
-from hwpart.sim.regs import SW_DISABLE as DISABLE
-from hwpart.sim.regs import SW_MI_MUX as MI_MUX
+from hwpart.board.regs import SW_COMMIT as COMMIT
+from hwpart.board.regs import SW_CTRL as CTRL
+from hwpart.board.regs import SW_DISABLE as DISABLE
+from hwpart.board.regs import SW_MI_MUX as MI_MUX
 
 
 @dataclass
