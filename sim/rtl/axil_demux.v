@@ -1,13 +1,22 @@
 // axil_demux: one AXI4-Lite slave port to N_TARGETS AXI4-Lite master ports,
-// decoded by address windows of 2**WINDOW_BITS bytes: target t answers at
-// [t << WINDOW_BITS, (t+1) << WINDOW_BITS).  Addresses past the last
-// window get DECERR (reads return 0).  One write and one read in flight at
-// a time; the full address goes to every target, only VALIDs are steered.
+// decoded by an explicit list of target base addresses: target t answers in
+// the 2**WINDOW_BITS-byte window at TARGET_ADDRS[t*ADDR_WIDTH +: ADDR_WIDTH]
+// (its low WINDOW_BITS bits are ignored, so every window is aligned), so a
+// target can sit at any aligned address, in any order.  An address in no
+// window gets DECERR (reads return 0); if windows overlap, the lowest-
+// numbered target wins.  One write and one read in flight at a time; the
+// full address goes to every target, only VALIDs are steered.
+//
+// Mutation hook (testing only): `define MUTANT_DEMUX_DEFAULT_TARGET sends an
+// address in no window to target 0 instead of answering DECERR (a decoder
+// with a default slave: gaps in the map would alias a block).
 `default_nettype none
 module axil_demux #(
     parameter ADDR_WIDTH  = 16,
     parameter WINDOW_BITS = 12,
-    parameter N_TARGETS   = 3
+    parameter N_TARGETS   = 3,
+    // no useful default (every target at 0): the parent sets it
+    parameter [N_TARGETS*ADDR_WIDTH-1:0] TARGET_ADDRS = {N_TARGETS*ADDR_WIDTH{1'b0}}
 ) (
     input  wire                            clk,
     input  wire                            rst,
@@ -52,15 +61,33 @@ module axil_demux #(
     input  wire [N_TARGETS-1:0]            m_axil_rvalid,
     output wire [N_TARGETS-1:0]            m_axil_rready
 );
-    localparam TW = ADDR_WIDTH - WINDOW_BITS;
     localparam IW = (N_TARGETS > 1) ? $clog2(N_TARGETS) : 1;
     localparam [1:0] DECERR = 2'b11;
+    // the target whose window holds addr; hit = 0 when none does
+    function [IW:0] decode;  // {hit, index}
+        input [ADDR_WIDTH-1:0] addr;
+        integer i;
+        reg [ADDR_WIDTH-1:0] base;
+        begin
+`ifdef MUTANT_DEMUX_DEFAULT_TARGET
+            decode = {1'b1, {IW{1'b0}}};
+`else
+            decode = {1'b0, {IW{1'b0}}};
+`endif
+            for (i = N_TARGETS - 1; i >= 0; i = i - 1) begin
+                base = TARGET_ADDRS[i*ADDR_WIDTH +: ADDR_WIDTH];
+                if (addr[ADDR_WIDTH-1:WINDOW_BITS] == base[ADDR_WIDTH-1:WINDOW_BITS])
+                    decode = {1'b1, i[IW-1:0]};
+            end
+        end
+    endfunction
+
+    wire [IW:0] aw_dec = decode(s_axil_awaddr);
+    wire [IW:0] ar_dec = decode(s_axil_araddr);
 
     // ---------------- write ----------------
     reg          w_busy, w_err, aw_done, w_done;
-    reg [TW-1:0] w_tgt;
-    wire [TW-1:0] aw_tgt = s_axil_awaddr[ADDR_WIDTH-1:WINDOW_BITS];
-    wire [IW-1:0] w_idx  = w_tgt[IW-1:0];   // only used when !w_err
+    reg [IW-1:0] w_idx;   // only used when !w_err
 
     wire aw_ok = w_busy && !aw_done && (w_err || m_axil_awready[w_idx]);
     wire w_ok  = w_busy && !w_done  && (w_err || m_axil_wready[w_idx]);
@@ -71,9 +98,7 @@ module axil_demux #(
 
     // ---------------- read ----------------
     reg          r_busy, r_err, ar_done;
-    reg [TW-1:0] r_tgt;
-    wire [TW-1:0] ar_tgt = s_axil_araddr[ADDR_WIDTH-1:WINDOW_BITS];
-    wire [IW-1:0] r_idx  = r_tgt[IW-1:0];   // only used when !r_err
+    reg [IW-1:0] r_idx;   // only used when !r_err
 
     wire ar_ok = r_busy && !ar_done && (r_err || m_axil_arready[r_idx]);
     assign s_axil_arready = ar_ok;
@@ -84,8 +109,8 @@ module axil_demux #(
     genvar t;
     generate
         for (t = 0; t < N_TARGETS; t = t + 1) begin : g_t
-            wire wsel = w_busy && !w_err && ({{(32-TW){1'b0}}, w_tgt} == t);
-            wire rsel = r_busy && !r_err && ({{(32-TW){1'b0}}, r_tgt} == t);
+            wire wsel = w_busy && !w_err && ({{(32-IW){1'b0}}, w_idx} == t);
+            wire rsel = r_busy && !r_err && ({{(32-IW){1'b0}}, r_idx} == t);
             assign m_axil_awaddr[t*ADDR_WIDTH +: ADDR_WIDTH] = s_axil_awaddr;
             assign m_axil_awprot[t*3 +: 3] = s_axil_awprot;
             assign m_axil_awvalid[t]       = wsel && !aw_done && s_axil_awvalid;
@@ -103,16 +128,16 @@ module axil_demux #(
     always @(posedge clk) begin
         if (rst) begin
             w_busy <= 1'b0; w_err <= 1'b0; aw_done <= 1'b0; w_done <= 1'b0;
-            w_tgt  <= {TW{1'b0}};
+            w_idx  <= {IW{1'b0}};
             r_busy <= 1'b0; r_err <= 1'b0; ar_done <= 1'b0;
-            r_tgt  <= {TW{1'b0}};
+            r_idx  <= {IW{1'b0}};
         end else begin
             // write: latch the target from AWADDR, then forward AW and W
             if (!w_busy) begin
                 if (s_axil_awvalid) begin
                     w_busy  <= 1'b1;
-                    w_tgt   <= aw_tgt;
-                    w_err   <= ({{(32-TW){1'b0}}, aw_tgt} >= N_TARGETS);
+                    w_idx   <= aw_dec[IW-1:0];
+                    w_err   <= !aw_dec[IW];
                     aw_done <= 1'b0;
                     w_done  <= 1'b0;
                 end
@@ -125,8 +150,8 @@ module axil_demux #(
             if (!r_busy) begin
                 if (s_axil_arvalid) begin
                     r_busy  <= 1'b1;
-                    r_tgt   <= ar_tgt;
-                    r_err   <= ({{(32-TW){1'b0}}, ar_tgt} >= N_TARGETS);
+                    r_idx   <= ar_dec[IW-1:0];
+                    r_err   <= !ar_dec[IW];
                     ar_done <= 1'b0;
                 end
             end else begin

@@ -28,10 +28,12 @@ _SLOT = [RTL / "axis_skid_reg.v", RTL / "rm_add_const.v", RTL / "rm_invert.v",
 # toplevel -> (Verilog sources, cocotb test module in sim/tb, HDL parameters)
 DESIGNS: dict[str, tuple[list[Path], str, dict]] = {
     "tb_axis_switch": (_SWITCH + [TB_HDL / "tb_axis_switch.v"], "cocotb_axis_switch", {}),
-    "dfx_decoupler": ([RTL / "dfx_decoupler.v"], "cocotb_dfx_decoupler", {"DATA_WIDTH": 8}),
+    "dfx_decoupler": ([RTL / "axil_reg_if.v", RTL / "dfx_decoupler.v"], "cocotb_dfx_decoupler",
+                      {"DATA_WIDTH": 8}),
     "rm_slot": (_SLOT, "cocotb_rm_slot", {"DATA_WIDTH": 16}),
     "shell_top": (_SWITCH + _SLOT + [RTL / "axil_demux.v", RTL / "slot_ctrl.v",
-                                     RTL / "dfx_decoupler.v", RTL / "shell_top.v"],
+                                     RTL / "dfx_decoupler.v", RTL / "rm_info.v",
+                                     RTL / "shell_top.v"],
                   "cocotb_shell_top", {"NUM_SLOTS": 2, "DATA_WIDTH": 32}),
 }
 
@@ -103,7 +105,7 @@ def run_cocotb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # keep sim/tb clean
 
     def run(toplevel: str, sim: str = "icarus", defines: dict | None = None,
-            parameters: dict | None = None, testcase: str | None = None) -> SimResult:
+            parameters: dict | None = None, testcase: str | list[str] | None = None) -> SimResult:
         if sim == "icarus" and shutil.which("iverilog") is None:
             pytest.skip("iverilog not installed (apt-get install iverilog; `make` installs it)")
         if sim == "verilator":
