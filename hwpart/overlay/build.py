@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -478,7 +479,8 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
             progress(g.name, "done", 1.0)
 
     # scripts (only for RMs that made it) and the manifest
-    rm_specs = [{"name": r.name, "layers": ",".join(r.layers), "top": r.top} for r in rms]
+    rm_specs = [{"name": r.name, "layers": ",".join(r.layers), "top": r.top,
+                 "n_in": math.prod(r.in_shape), "n_out": math.prod(r.out_shape)} for r in rms]
     stream_bits = board.dma.data_width_bits
     for rel, text in tcl.render_bundle(board, amap, rm_specs, opts.out.name,
                                        stream_bits).items():
@@ -500,7 +502,8 @@ def _write_bundle(bundle: Path, lg: LayerGraph, board: Board, opts: BuildOptions
                     switch_slaves=amap.switch_ports, switch_masters=amap.switch_ports,
                     stream_width_bits=stream_bits, files=shell_files,
                     bitstream="shell/shell.bit", hwh="shell/shell.hwh"),
-        slots=[Slot(s.index, s.switch_master, s.switch_slave, s.decoupler_address, s.pblock,
+        slots=[Slot(s.index, s.switch_master, s.switch_slave, s.decoupler_address,
+                    s.slot_ctrl_address, s.rm_info_address, s.pblock,
                     _res(slot_res, f"boards/{board.name}.yaml (est.)")) for s in amap.slots],
         rms=rms,
         rejected=[Rejected(r.name, r.layers, r.reason) for r in reports.values()

@@ -200,11 +200,12 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f" ({m.shell.switch_slaves}x{m.shell.switch_masters}), DMA "
                   f"0x{m.shell.dma_address:08X}, {m.shell.stream_width_bits}-bit streams")
     st = Table(title="slots")
-    for col in ("slot", "switch M/S", "decoupler", "pblock"):
+    for col in ("slot", "switch M/S", "decoupler", "slot_ctrl", "rm_info", "pblock"):
         st.add_column(col)
     for s in m.slots:
         st.add_row(str(s.index), f"M{s.switch_master:02d} / S{s.switch_slave:02d}",
-                   f"0x{s.decoupler_address:08X}", s.pblock)
+                   f"0x{s.decoupler_address:08X}", f"0x{s.slot_ctrl_address:08X}",
+                   f"0x{s.rm_info_address:08X}", s.pblock)
     console.print(st)
     rt = Table(title="RMs (resources and cycles estimated)")
     for col in ("RM", "layers", "precision", "max err", "argmax", "LUT", "DSP", "BRAM18",

@@ -190,7 +190,9 @@ class Slot:
     index: _Int
     switch_master: _Int
     switch_slave: _Int
-    decoupler_address: _Int
+    decoupler_address: _Int  # PG375's register (bit 0 decouple)
+    slot_ctrl_address: _Int
+    rm_info_address: _Int
     pblock: _Str
     resources: ResourceFigures
 

@@ -2,10 +2,12 @@
 
 Templates are plain files with ``@{name}`` placeholders (``@`` because Tcl
 itself uses ``$``). Every address and switch port is computed once here, in
-:func:`address_map`, and written both into the Tcl and into manifest.yaml, so
-the two cannot disagree; the layout is the simulated shell's (sim/README.md):
-switch at base + 0x0000, slot k's decoupler at base + 0x1000*(1+k), switch
-master/slave 1+k for slot k, DMA at base + 0x10000.
+:func:`address_map`, from :func:`hwpart.board.regs.shell_map` -- the layout
+the generated ``.hwh``, the RTL shell's defaults and the simulated board use --
+and written both into the Tcl and into manifest.yaml. The host reads the
+addresses back from the built shell's ``.hwh``, never from here. hwpart's own
+blocks (``slot_ctrl``, ``rm_info``, with ``axil_reg_if``) are module
+references to the same Verilog the RTL simulation runs, copied into the bundle.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
+from hwpart.board import regs
 from hwpart.boards import Board
 from hwpart.datafiles import data_dir
 
 #: Where the PS's control master starts on each PS (the PYNQ images' usual ranges).
 BASE_ADDRESS = {"ps7": 0x43C0_0000, "ps8": 0xA000_0000}
-DMA_OFFSET = 0x1_0000
-SLOT_WINDOW = 0x1000
+#: hwpart's own blocks in the Vivado shell: the RTL simulation's Verilog (sim/rtl)
+RTL_MODULES = ("axil_reg_if.v", "slot_ctrl.v", "rm_info.v")
+#: slot_ctrl's stream monitor inputs -> the decoupler's RP-side pins they watch
+MONITOR = {f"rp_{d}_{s}": f"rp_{d}_{s}" for d in ("in", "out") for s in ("tvalid", "tready",
+                                                                         "tlast")}
 
 #: Pblock ranges per board (estimates, see hls/pblocks.tcl); one per slot.
 PBLOCKS = {
@@ -44,7 +50,9 @@ class SlotAddress:
     index: int
     switch_master: int  # feeds the slot
     switch_slave: int  # takes its output
-    decoupler_address: int
+    decoupler_address: int  # PG375's register
+    slot_ctrl_address: int
+    rm_info_address: int
     pblock: str
 
 
@@ -55,16 +63,34 @@ class AddressMap:
     dma: int
     switch_ports: int
     slots: tuple[SlotAddress, ...]
+    blocks: dict[str, tuple[int, int]]  # every block: name -> (address, range)
 
 
 def address_map(board: Board, slots: int) -> AddressMap:
     base = BASE_ADDRESS[board.ps]
+    blocks = regs.shell_map(base, slots)
     ranges = PBLOCKS.get(board.name, [])
     out = tuple(
-        SlotAddress(k, 1 + k, 1 + k, base + SLOT_WINDOW * (1 + k),
+        SlotAddress(k, 1 + k, 1 + k, *(blocks[n][0] for n in regs.block_names(k)),
                     ranges[k] if k < len(ranges) else f"(define a pblock for slot {k})")
         for k in range(slots))
-    return AddressMap(base, base, base + DMA_OFFSET, 1 + slots, out)
+    return AddressMap(base, blocks["switch"][0], blocks["dma"][0], 1 + slots, out, blocks)
+
+
+#: each block's address segment in the shell's block design
+SEGMENTS = {"switch": "switch/S_AXI_CTRL/Reg", "dma": "dma/S_AXI_LITE/Reg",
+            "decoupler": "decoupler_{k}/s_axi_reg/Reg", "slot_ctrl": "slot_ctrl_{k}/s_axil/reg0",
+            "rm_info": "slot_{k}/rm_info/s_axil/reg0"}
+
+
+def address_lines(amap: AddressMap) -> list[str]:
+    """One ``assign_bd_address`` per block of ``amap``."""
+    out = []
+    for name, (addr, size) in amap.blocks.items():
+        kind, k = regs.block_kind(name) or ("", None)
+        out.append(f"assign_bd_address -offset 0x{addr:08X} -range 0x{size:X} "
+                   f"[get_bd_addr_segs {SEGMENTS[kind].format(k=k)}]")
+    return out
 
 
 def configurations(rms: list[str], slots: int) -> list[list[str]]:
@@ -80,28 +106,38 @@ def partial_path(slot: int, rm: str) -> str:
 
 def render_bundle(board: Board, amap: AddressMap, rms: list[dict[str, object]],
                   name: str, stream_bits: int) -> dict[str, str]:
-    """All scripts of a bundle: relative path -> text. ``rms``: name, layers, top, ..."""
+    """All scripts of a bundle: relative path -> text. ``rms``: name, layers, top, n_in,
+    n_out (values per sample)."""
     names = [str(r["name"]) for r in rms]
+    if 2 + 3 * len(amap.slots) > 16:  # DMA, switch, 3 per slot
+        raise ValueError(f"{len(amap.slots)} slots need {2 + 3 * len(amap.slots)} AXI4-Lite "
+                         "ports; the shell's SmartConnect has 16 (at most 4 slots)")
     files: dict[str, str] = {}
     ps = render(f"{board.ps}.tcl", pl_mhz=f"{board.clocks.pl_mhz:g}")
     files["vivado/ps.tcl"] = ps
-    slot_cells, slot_addr = [], []
+    slot_cells = []
     synth_bds = ":".join(f"rm_{n}.bd" for n in names)
     for s in amap.slots:
+        k = s.index
+        monitor = "\n".join(f"connect_bd_net [get_bd_pins decoupler_{k}/{pin}] "
+                            f"[get_bd_pins slot_ctrl_{k}/{port}]" for port, pin in MONITOR.items())
         slot_cells.append(render(
-            "slot.tcl", k=s.index, ctrl_port=f"{2 + s.index:02d}",
+            "slot.tcl", k=k, dec_port=f"{2 + 3 * k:02d}", ctrl_port=f"{3 + 3 * k:02d}",
+            info_port=f"{4 + 3 * k:02d}", monitor=monitor,
             switch_master=s.switch_master, switch_master_2=f"{s.switch_master:02d}",
             switch_slave=s.switch_slave, switch_slave_2=f"{s.switch_slave:02d}",
             first_rm=names[0] if names else "empty", synth_bds=synth_bds))
-        slot_addr.append(f"assign_bd_address -offset 0x{s.decoupler_address:08X} -range 0x1000 "
-                         f"[get_bd_addr_segs decoupler_{s.index}/s_axi_reg/Reg]")
+    table = " ".join(f"{r['name']} 0x{regs.rm_id(str(r['name'])):08X} {r['n_in']} {r['n_out']}"
+                     for r in rms)
     files["vivado/shell_bd.tcl"] = render(
         "shell_bd.tcl", board=board.name, part=board.part, slots=len(amap.slots),
-        rm_names=" ".join(names), stream_bytes=stream_bits // 8, stream_bits=stream_bits,
-        pl_hz=int(board.clocks.pl_mhz * 1e6), ctrl_ports=2 + len(amap.slots),
+        rm_table=table, stream_bytes=stream_bits // 8, stream_bits=stream_bits,
+        pl_hz=int(board.clocks.pl_mhz * 1e6), ctrl_ports=2 + 3 * len(amap.slots),
         switch_ports=amap.switch_ports, slot_cells="\n".join(slot_cells),
-        switch_address=f"0x{amap.switch:08X}", dma_address=f"0x{amap.dma:08X}",
-        slot_addresses="\n".join(slot_addr))
+        addresses="\n".join(address_lines(amap)))
+    rtl = data_dir("sim") / "rtl"
+    for f in RTL_MODULES:
+        files[f"vivado/rtl/{f}"] = (rtl / f).read_text()
     files["vivado/pblocks.tcl"] = render("pblocks.tcl", part=board.part, board=board.name,
                                          pblocks="\n".join(_pblock(s) for s in amap.slots))
     configs = configurations(names, len(amap.slots))

@@ -101,7 +101,6 @@ def _standins(board: SimBoard) -> None:
 class FabricStats:
     packets_in: int = 0
     packets_out: int = 0
-    packets_cut: int = 0  # reached S2MM cut short (a slot decoupled or swapped mid-packet)
 
 
 class BusError(RuntimeError):
@@ -137,8 +136,7 @@ class SimBoard(pynq.Device):
         self.shell: dict[str, Any] | None = None
         self.accel: Any = None  # an hls4ml VivadoAccelerator design (hwpart.sim.accel) instead
         self.ps_base = hwh.BASE["ps8" if self.board.ps == "ps8" else "ps7"]  # the board's PS map
-        self.blocks: list[regs.Block] = []  # the loaded shell's address map, from its .hwh
-        self.design = "(no overlay loaded)"
+        self._set_blocks([], "(no overlay loaded)")  # the loaded design's map, from its .hwh
         self._pending_partial: tuple[str, int] | None = None
         self.last_pr_s = 0.0  # modeled time of the latest partial reconfiguration
         self.last_pr_bytes = 0  # and the partial's modeled size
@@ -340,12 +338,9 @@ class SimBoard(pynq.Device):
         if m is None:
             return False
         if m == 0:
-            if pkt.flight.cut:  # no last beat: S2MM keeps waiting for one
-                self.stats.packets_cut += 1
-            elif not self.dma.offer(pkt, t_acc):
+            if not self.dma.offer(pkt, t_acc):
                 return False
-            else:
-                self.stats.packets_out += 1
+            self.stats.packets_out += 1
         else:
             slot = self.slots[m - 1]
             if not slot.accepting:

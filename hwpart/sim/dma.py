@@ -149,10 +149,16 @@ class Channel:
         return 0.0
 
     def complete_at(self, done_s: float, apply: Callable[[], None], nbytes: int,
-                    modeled_s: float) -> None:
+                    modeled_s: float, flight: Flight | None = None) -> None:
+        """The transfer completes at ``done_s`` -- unless ``flight`` was cut by then: its
+        last beat never comes, so the channel stays busy until a reset, as on hardware."""
         rec = TransferRecord(self.name, nbytes, modeled_s, self._issued, done_s)
 
         def finish() -> None:
+            if flight is not None and flight.cut:
+                self.dma.cut += 1
+                self.pending = _Pending(float("inf"), lambda: None)
+                return
             apply()
             if not self.status & HALTED:
                 self.status |= IDLE | IOC_IRQ
@@ -172,6 +178,7 @@ class AxiDmaModel:
                  push: Callable[[Packet], None], sg: bool = False) -> None:
         self.ddr, self.timing, self.ledger, self.push = ddr, timing, ledger, push
         self.sg = sg
+        self.cut = 0  # S2MM transfers left waiting for a last beat that was cut off
         self.mm2s = Channel("mm2s", self)
         self.s2mm = Channel("s2mm", self)
         self.on_armed: Callable[[], None] = lambda: None
@@ -313,7 +320,7 @@ class AxiDmaModel:
             ch.length = _d.size
             if _e:
                 ch.fail(_e)
-        ch.complete_at(done, apply, data.size, modeled)
+        ch.complete_at(done, apply, data.size, modeled, pkt.flight)
         return True
 
     # ------------------------------------------------------------------ scatter-gather
@@ -398,7 +405,7 @@ class AxiDmaModel:
             if not done_chain:  # more descriptors to fill: not idle yet (as on hardware)
                 ch.status &= ~IDLE
         if done_chain:
-            ch.complete_at(done, apply, data.size, modeled)
+            ch.complete_at(done, apply, data.size, modeled, pkt.flight)
         else:
             ch.busy_until = done
             apply()
