@@ -466,7 +466,7 @@ def _real_format_bundle(root: Path, partial_part: str = "7z020clg400") -> Path:
     for p in ["shell.hwh", "partials/slot0_fc1.hwh", "partials/slot1_fc1.hwh"]:
         (root / p).write_text("<hwh/>")
     files = {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
-    m = BoardManifest("jet_z2", "pynq-z2", "shell.bit", 2, 0x43C00000, [0x43C01000, 0x43C02000],
+    m = BoardManifest("jet_z2", "pynq-z2", "shell.bit", 2,
                       64, [BoardRM("fc1", 1, 32, 32, {0: "partials/slot0_fc1.bit",
                                                        1: "partials/slot1_fc1.bit"})], files)
     (root / FILENAME).write_text(json.dumps(m.to_json()))
