@@ -2,7 +2,8 @@
 
 The fabric is driven by the torch-free shell driver
 (:class:`hwpart.board.shell.ShellDriver`: PYNQ's ``Overlay``, ``pr_download``,
-``MMIO`` for the decouplers and the AXI4-Stream switch, ``pynq.allocate`` and
+``MMIO`` for the switch and each slot's decoupler, control and identity blocks at
+the addresses the shell's ``.hwh`` gives them, ``pynq.allocate`` and
 ``pynq.lib.dma.DMA``), on the packed stream words of the RMs. This module keeps
 the host's side: stages and plans, float <-> ``ap_fixed`` packing, service-time
 reporting, faults. Where the driver runs, ``fpga=`` (or ``HWPART_FPGA``) says:
@@ -26,8 +27,8 @@ input type (:mod:`hwpart.sim.fixed`, vectorised numpy) -> the driver (DMA MM2S
 type -> float. The conversion is the one hls4ml's C simulation applies, so the
 result is bit-identical to the C simulation of the same float input.
 
-Locks, PR swaps (decouple, sha256-checked ``pr_download``, reset, identity
-check) and recovery from a failed transfer are the driver's
+Locks, PR swaps (idle the slot, decouple, sha256-checked ``pr_download``, reset,
+identity check) and recovery from a failed transfer are the driver's
 (:mod:`hwpart.board.shell`).
 
 Service time: after each batch the handle carries the time the batch spent in

@@ -178,11 +178,12 @@ class RM:
 
 @dataclass
 class Slot:
-    """One reconfigurable partition and how the driver reaches it.
+    """One reconfigurable partition: its switch ports and where the Tcl puts its blocks.
 
     Switch ports as in sim/README.md: master 1+k feeds the slot, slave 1+k
-    takes its output; the decoupler (PG375 register 0x0 = decouple) at
-    ``shell base + 0x1000*(1+k)``, the same window as the simulated shell's slot control.
+    takes its output. The addresses are those the Tcl assigns
+    (:func:`hwpart.board.regs.shell_map`), recorded for the user; the driver
+    reads the built shell's ``.hwh``.
     """
 
     __pydantic_config__ = _SCHEMA
