@@ -224,3 +224,32 @@ def test_a_slot_that_holds_data_is_not_decoupled(plain):
         drv.swap(0, "fc2")
     assert board.slots[0].cut == 0 and not board.slots[0].decouple
     assert len(board.slots[0].out) == 1  # still there, intact
+
+
+def test_the_rtl_shells_default_parameters_are_the_same_layout():
+    """shell_top.v's default addresses, read from the Verilog, are regs.shell_map's (relative
+    to the shell's base; the DMA is not in the RTL). tests/rtl/test_shell_top.py then probes
+    every block there in simulation."""
+    from hwpart.rtlbridge import sim_rtl
+
+    text = (sim_rtl() / "shell_top.v").read_text()
+
+    def param(name: str) -> str:
+        m = re.search(rf"parameter\s+\[[^]]+\]\s+{name}\s*=\s*([^,\n]+)", text)
+        assert m, f"shell_top.v has no parameter {name}"
+        return m[1].strip()
+
+    def hexval(v: str) -> int:
+        return int(v.split("'h")[1].replace("_", ""), 16)
+
+    stride = re.search(r"slot_addrs\[32\*k \+: 32\] = first \+ 32'h([0-9A-Fa-f_]+) \* k", text)
+    assert stride and int(stride[1].replace("_", ""), 16) == regs.WINDOW
+    for slots in (1, 2, 3):
+        rtl = {"switch": hexval(param("SWITCH_ADDR"))}
+        for k in range(slots):
+            for name, p in zip(regs.block_names(k), ("DECOUPLER_ADDRS", "SLOT_CTRL_ADDRS",
+                                                     "RM_INFO_ADDRS"), strict=True):
+                first = hexval(re.fullmatch(r"slot_addrs\((.+)\)", param(p))[1])
+                rtl[name] = first + regs.WINDOW * k
+        want = {n: a for n, (a, _) in regs.shell_map(0, slots).items() if n != "dma"}
+        assert rtl == want
