@@ -8,12 +8,14 @@ Two halves, both for RTL simulation (cocotb + Icarus), never for a board:
   adapter in the bundle's word format. It replaces ``sim/rtl/rm_bank.v`` in
   ``rm_slot``/``shell_top`` builds (sim/README.md, "Plugging in generated RMs").
 * :class:`RtlBoard` is the simulated PYNQ board (:class:`hwpart.sim.board.SimBoard`)
-  with its fabric replaced by the running RTL: MMIO to the shell's switch and
-  slot windows become AXI-Lite transactions (cocotbext-axi ``AxiLiteMaster``),
-  and DMA packets become AXI-Stream traffic (``AxiStreamSource`` in place of the
-  DMA's MM2S master, ``AxiStreamSink`` in place of S2MM). The AXI DMA itself is
-  Xilinx IP that the shell RTL does not contain, so its registers and its DDR
-  side stay the simulated board's register model; only the stream ends are RTL.
+  with its fabric replaced by the running RTL: MMIO to the shell's blocks
+  (switch, decouplers, slot controls, RM identity blocks, wherever the loaded
+  shell's ``.hwh`` puts them) becomes AXI-Lite transactions (cocotbext-axi
+  ``AxiLiteMaster``), and DMA packets become AXI-Stream traffic
+  (``AxiStreamSource`` in place of the DMA's MM2S master, ``AxiStreamSink`` in
+  place of S2MM). The AXI DMA itself is Xilinx IP that the shell RTL does not
+  contain, so its registers and its DDR side stay the simulated board's register
+  model; only the stream ends are RTL.
   The host code (:class:`hwpart.devices.fpga.FpgaDevice`) runs unchanged in a
   cocotb ``bridge`` thread; every register access it makes is a ``resume``
   into the simulator, which also lets simulated time pass while it polls.
@@ -42,9 +44,11 @@ BANK_JSON = "rm_bank.json"
 ADAPTER = "rm_da4ml_axis.v"
 #: The slot wrapper without the example bank (and its example RMs).
 SLOT_SOURCES = ("rm_slot.v",)
-#: The static shell around the slots (switch, decouplers, control, AXI-Lite).
+#: The static shell around the slots (switch, decouplers, control, RM identity, AXI-Lite).
 SHELL_SOURCES = ("axil_reg_if.v", "axis_switch.v", "axil_demux.v", "slot_ctrl.v",
-                 "dfx_decoupler.v", "shell_top.v")
+                 "dfx_decoupler.v", "rm_info.v", "shell_top.v")
+#: shell_top's AXI-Lite address width: the blocks must sit within 2**18 bytes of the base
+SHELL_ADDR_WIDTH = 18
 
 
 class RtlError(HwpartError):
@@ -112,6 +116,16 @@ class GeneratedBank:
     def shell_sources(self) -> list[Path]:
         return self.sources + rtl_files(SLOT_SOURCES + SHELL_SOURCES)
 
+    def shell_parameters(self, slots: int, layout: dict[str, int] | None = None,
+                         **extra: Any) -> dict[str, Any]:
+        """``shell_top``'s parameters for this bank in a ``slots``-slot shell: widths, the
+        bank's RM identities (what each slot's ``rm_info`` reports) and, given a
+        ``layout`` (block name -> RTL address, :func:`layout_parameters`), where every
+        block sits; without one, shell_top's default layout (``regs.shell_map(0, slots)``)."""
+        return {"NUM_SLOTS": slots, "DATA_WIDTH": self.data_width, "NUM_RMS": len(self.rms),
+                **rm_identity_parameters([(r.name, r.n_in, r.n_out) for r in self.rms]),
+                **(layout_parameters(layout, slots) if layout is not None else {}), **extra}
+
     def to_json(self) -> dict[str, Any]:
         return {"directory": str(self.directory), "data_width": self.data_width,
                 "rms": [asdict(r) for r in self.rms],
@@ -123,6 +137,44 @@ class GeneratedBank:
         d = json.loads((path / BANK_JSON if path.is_dir() else path).read_text())
         return cls(Path(d["directory"]), int(d["data_width"]), [BankRM(**r) for r in d["rms"]],
                    [Path(p) for p in d["sources"]])
+
+
+def _packed(words: list[int]) -> str:
+    """A Verilog literal of 32-bit words packed word i at bits [32*i +: 32]."""
+    v = sum((w & 0xFFFF_FFFF) << (32 * i) for i, w in enumerate(words))
+    return f"{32 * len(words)}'h{v:x}"
+
+
+def rm_identity_parameters(rms: list[tuple[str, int, int]]) -> dict[str, str]:
+    """``shell_top``'s (and ``rm_info``'s) RM_IDS / RM_N_IN / RM_N_OUT for a bank of
+    (name, n_in, n_out), RM r of the bank at word r; the id is
+    :func:`hwpart.board.regs.rm_id` of the name, what the host checks after a swap."""
+    from hwpart.board.regs import rm_id
+
+    return {"RM_IDS": _packed([rm_id(n) for n, _, _ in rms]),
+            "RM_N_IN": _packed([i for _, i, _ in rms]),
+            "RM_N_OUT": _packed([o for _, _, o in rms])}
+
+
+def layout_parameters(layout: dict[str, int], slots: int) -> dict[str, str]:
+    """``shell_top``'s address parameters (SWITCH_ADDR, DECOUPLER_ADDRS, SLOT_CTRL_ADDRS,
+    RM_INFO_ADDRS) for ``layout``: block name (``regs.block_names``) -> RTL address.
+    Other names (``dma``: not in the RTL) are ignored."""
+    from hwpart.board.regs import block_names
+
+    missing = [n for n in ("switch", *(b for k in range(slots) for b in block_names(k)))
+               if n not in layout]
+    if missing:
+        raise RtlError(f"the layout has no {', '.join(missing)}")
+    bad = {n: a for n, a in layout.items() if n != "dma" and
+           (a % 0x1000 or not 0 <= a < 1 << SHELL_ADDR_WIDTH)}
+    if bad:
+        raise RtlError("shell_top needs every block 4 KiB aligned below "
+                       f"0x{1 << SHELL_ADDR_WIDTH:X}: " +
+                       ", ".join(f"{n} at 0x{a:X}" for n, a in bad.items()))
+    return {"SWITCH_ADDR": f"32'h{layout['switch']:x}",
+            **{p: _packed([layout[block_names(k)[i]] for k in range(slots)])
+               for i, p in enumerate(("DECOUPLER_ADDRS", "SLOT_CTRL_ADDRS", "RM_INFO_ADDRS"))}}
 
 
 def _io_format(comb: Any) -> tuple[int, int, int, int, int]:
@@ -388,6 +440,42 @@ def write_vectors(bank: GeneratedBank, path: Path, n: int = 48, seed: int = 0,
 DMA_ACCESS_CYCLES = 8
 
 
+def rtl_layout(blocks: list[Any], base: int) -> dict[str, int]:
+    """Block name -> ``shell_top`` address for a loaded shell's blocks
+    (:class:`hwpart.board.regs.Block`, from its ``.hwh``): the ``.hwh`` address minus
+    ``base``, the start of the window the RTL's AXI-Lite port stands for (the PS's
+    base, where hwpart's layout starts). The DMA is not in the RTL and is left out.
+    A block's RTL window is its first 4 KiB (every register of the shell is there),
+    whatever range the ``.hwh`` gives it."""
+    out = {}
+    for b in blocks:
+        if b.kind == "dma":
+            continue
+        a = b.base - base
+        if not 0 <= a < 1 << SHELL_ADDR_WIDTH or a % 0x1000:
+            raise RtlError(f"{b.name} at 0x{b.base:08X}: shell_top's blocks are 4 KiB "
+                           f"aligned within 0x{1 << SHELL_ADDR_WIDTH:X} bytes of 0x{base:08X}")
+        out[b.name] = a
+    return out
+
+
+def shell_layout(bundle: Path | str) -> dict[str, int]:
+    """:func:`rtl_layout` of a bundle's shell, read from its ``.hwh`` as the host reads it:
+    build ``shell_top`` with ``GeneratedBank.shell_parameters(slots, layout=...)`` so the
+    RTL sits where the host will look for it."""
+    from pynq.pl_server.hwh_parser import get_hwh_name
+
+    from hwpart.board import regs
+    from hwpart.sim import hwh
+    from hwpart.sim.bundle import load_bundle
+
+    b = load_bundle(bundle)
+    name = get_hwh_name(str(b.path(b.shell_bit)))
+    ps, _ = hwh.hwh_family(name)
+    blocks = regs.shell_blocks(hwh.read_hwh(name).ip_dict, b.slots, name)
+    return rtl_layout(blocks, hwh.BASE[ps])
+
+
 def _board_base():
     """SimBoard, imported late: pynq is only needed for the host-code bridge."""
     from hwpart.sim.board import SimBoard
@@ -410,17 +498,21 @@ def make_rtl_board(dut: Any, bank: GeneratedBank, board: str = "pynq-z2") -> Any
 class _RtlBoardMixin:
     """The simulated board with the shell's fabric in RTL (see the module docstring).
 
-    Forwarded to the simulator: every MMIO access in the shell's window (switch,
-    slot control; 64 KiB from the shell's base) as one AXI-Lite transaction;
-    every DMA packet as an AXI-Stream frame into ``shell_top``'s MM2S port, and
-    every frame out of its S2MM port into the DMA model's armed buffer;
-    ``pr_download`` of a slot's partial as RM_SELECT of that RM in the
-    generated bank (the RTL stand-in for reconfiguration, sim/README.md).
+    Forwarded to the simulator: every MMIO access to a block of the loaded shell
+    other than the DMA (switch, ``decoupler_K``, ``slot_ctrl_K``, ``slot_K/rm_info``,
+    at the addresses of the shell's ``.hwh``: :meth:`block_at`) as one AXI-Lite
+    transaction at that block's ``shell_top`` address (:func:`rtl_layout`: the
+    ``.hwh`` address minus the PS's base), a DECERR from the RTL raising
+    :class:`~hwpart.sim.board.BusError` like an unmapped address; every DMA packet
+    as an AXI-Stream frame into ``shell_top``'s MM2S port, and every frame out of its
+    S2MM port into the DMA model's armed buffer; ``pr_download`` of a slot's partial
+    as RM_SELECT of that RM in the generated bank, written to the slot's
+    ``slot_ctrl`` (the RTL stand-in for reconfiguration, sim/README.md). The RM
+    identity the host checks after a swap is the RTL's ``rm_info`` (build
+    ``shell_top`` with :meth:`GeneratedBank.shell_parameters`).
     Bridged, not RTL: the AXI DMA's registers and DDR side (Xilinx IP; the
-    simulated board's PG021 model, unpaced), S2MM back-pressure (the sink
-    always accepts; the host arms S2MM before MM2S, so nothing is lost), and
-    the RM identity words at slot offset 0x800 (the RTL slot has none; they
-    are derived from the RTL's RM_ACTIVE register and the bank's names).
+    simulated board's PG021 model, unpaced) and S2MM back-pressure (the sink
+    always accepts; the host arms S2MM before MM2S, so nothing is lost).
     """
 
     def __init__(self, dut: Any, bank: GeneratedBank, board: str = "pynq-z2") -> None:
@@ -446,6 +538,7 @@ class _RtlBoardMixin:
         self.received: list[bytes] = []  # frames from the S2MM port
         self.counts = {"axil_reads": 0, "axil_writes": 0, "dma_accesses": 0,
                        "frames_in": 0, "frames_out": 0, "rm_selects": 0}
+        self._rtl: dict[str, int] = {}  # block name -> shell_top address, once a shell is loaded
         self._collector = cocotb.start_soon(self._collect())
 
     # -- simulator side (coroutines; they never take the board's lock)
@@ -465,12 +558,6 @@ class _RtlBoardMixin:
             self.in_flight.append(pkt)
         await ClockCycles(self.dut.clk, DMA_ACCESS_CYCLES)
 
-    async def _axil_read(self, offset: int) -> int:
-        return await self.axil.read_dword(offset)
-
-    async def _axil_write(self, offset: int, value: int) -> None:
-        await self.axil.write_dword(offset, value)
-
     async def _reset_rtl(self) -> None:
         from cocotb.triggers import ClockCycles, RisingEdge
 
@@ -479,51 +566,44 @@ class _RtlBoardMixin:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
+    async def _axil_read(self, offset: int) -> tuple[int, int]:
+        r = await self.axil.read(offset, 4)
+        return int.from_bytes(bytes(r.data), "little"), int(r.resp)
+
+    async def _axil_write(self, offset: int, value: int) -> int:
+        r = await self.axil.write(offset, int(value & 0xFFFF_FFFF).to_bytes(4, "little"))
+        return int(r.resp)
+
     # -- host side (the bridge thread)
 
-    def _in_shell(self, a: int) -> bool:
-        from hwpart.sim import hwh
+    def _rtl_addr(self, blk: Any, off: int) -> int:
+        """A block's register in ``shell_top``'s address space (:func:`rtl_layout`)."""
+        return self._rtl[blk.name] + off
 
-        return 0 <= a - self.base < hwh.DMA_OFFSET and not self._in_dma(a)  # type: ignore[attr-defined]
+    def _rtl_check(self, a: int, resp: int, what: str) -> None:
+        if resp != 0:
+            from hwpart.sim.board import BusError
 
-    def _in_dma(self, a: int) -> bool:
-        from hwpart.sim import hwh
-
-        return self.dma_base <= a < self.dma_base + hwh.DMA_RANGE  # type: ignore[attr-defined]
-
-    def _rtl_read(self, a: int) -> int:
-        from cocotb.task import resume
-
-        from hwpart.sim import hwh
-        from hwpart.sim.regs import RM_ACTIVE, RM_INFO, RM_MAGIC, rm_id
-
-        off = a - self.base  # type: ignore[attr-defined]
-        win, reg = off - off % hwh.SLOT_STRIDE, off % hwh.SLOT_STRIDE
-        if win and RM_INFO <= reg < RM_INFO + 16:
-            self.counts["axil_reads"] += 1
-            active = resume(self._axil_read)(win + RM_ACTIVE) & 0xFF
-            if active >= len(self.bank.rms):
-                return 0
-            r = self.bank.rms[active]
-            return [RM_MAGIC, rm_id(r.name), r.n_in, r.n_out][(reg - RM_INFO) // 4]
-        self.counts["axil_reads"] += 1
-        return resume(self._axil_read)(off)
+            raise BusError(f"bus error: the RTL shell answered {what} of 0x{a:08X} with "
+                           f"resp {resp} (DECERR = 3): it was built with another layout than "
+                           f"{self.design}'s")  # type: ignore[attr-defined]
 
     def read_registers(self, address: int, length: int) -> bytes:
         from cocotb.task import resume
 
         out = bytearray()
         for a in range(address, address + length, 4):
-            if self._in_dma(a):
+            blk, off = self.block_at(a)  # type: ignore[attr-defined]
+            if blk.kind == "dma":
                 self.counts["dma_accesses"] += 1
                 resume(self._tick)()
                 with self.lock:  # type: ignore[attr-defined]
                     self._drain()
                     v, _ = self._read32(a)  # type: ignore[attr-defined]
-            elif self._in_shell(a):
-                v = self._rtl_read(a)
             else:
-                v = 0
+                self.counts["axil_reads"] += 1
+                v, resp = resume(self._axil_read)(self._rtl_addr(blk, off))
+                self._rtl_check(a, resp, "a read")
             out += int(v & 0xFFFF_FFFF).to_bytes(4, "little")
         return bytes(out[:length])
 
@@ -533,14 +613,35 @@ class _RtlBoardMixin:
         data = bytes(data) + b"\0" * ((-len(data)) % 4)
         for i in range(0, len(data), 4):
             a, v = address + i, int.from_bytes(data[i:i + 4], "little")
-            if self._in_dma(a):
+            blk, off = self.block_at(a)  # type: ignore[attr-defined]
+            if blk.kind == "dma":
                 self.counts["dma_accesses"] += 1
                 with self.lock:  # type: ignore[attr-defined]
                     self._write32(a, v)  # type: ignore[attr-defined]
                 resume(self._tick)()
-            elif self._in_shell(a):
+            else:
                 self.counts["axil_writes"] += 1
-                resume(self._axil_write)(a - self.base, v)  # type: ignore[attr-defined]
+                resp = resume(self._axil_write)(self._rtl_addr(blk, off), v)
+                self._rtl_check(a, resp, "a write")
+
+    def _check_layout(self) -> None:
+        """The RTL's blocks answer where the loaded ``.hwh`` puts them: every slot_ctrl's
+        SLOT_ID, every rm_info's magic (or 0: empty slot), the others without DECERR."""
+        from cocotb.task import resume
+
+        from hwpart.board.regs import RM_MAGIC, SLOT_ID, SLOT_MAGIC
+
+        self._rtl = rtl = rtl_layout(self.blocks, self.ps_base)  # type: ignore[attr-defined]
+        want = {"slot_ctrl": {SLOT_MAGIC}, "rm_info": {RM_MAGIC, 0}}
+        for b in self.blocks:  # type: ignore[attr-defined]
+            if b.kind == "dma":
+                continue
+            v, resp = resume(self._axil_read)(rtl[b.name] + SLOT_ID)
+            if resp != 0 or (b.kind in want and v not in want[b.kind]):
+                raise RtlError(f"{b.name}: the RTL shell has no {b.kind} at 0x{rtl[b.name]:05X} "
+                               f"(read 0x{v:08X}, resp {resp}) where {self.design} puts it; "  # type: ignore[attr-defined]
+                               "build shell_top with GeneratedBank.shell_parameters(slots, "
+                               "layout=shell_layout(bundle))")
 
     def _push_mm2s(self, pkt: Any) -> None:
         """MM2S issued a packet: it goes to the RTL at the next tick."""
@@ -577,8 +678,7 @@ class _RtlBoardMixin:
     def download(self, bitstream: Any, parser: Any = None) -> None:
         from cocotb.task import resume
 
-        from hwpart.sim import hwh
-        from hwpart.sim.regs import RM_SELECT
+        from hwpart.board.regs import RM_SELECT
         from hwpart.sim.rm import read_partial_bit
 
         if not bitstream.partial:  # the full bitstream resets the whole fabric
@@ -587,13 +687,21 @@ class _RtlBoardMixin:
             self.to_send.clear()
             self.in_flight.clear()
             self.received.clear()
+            if self.shell is not None:  # type: ignore[attr-defined]
+                self._check_layout()
             return
         if self.shell is None:  # type: ignore[attr-defined]
             raise RuntimeError("partial bitstream before a shell: load the Overlay first")
         spec = read_partial_bit(bitstream.bitfile_name)
         k = int(spec.extra.get("slot", -1))
+        ctrl = next((b for b in self.blocks  # type: ignore[attr-defined]
+                     if b.kind == "slot_ctrl" and b.slot == k), None)
+        if ctrl is None:
+            raise RuntimeError(f"{bitstream.bitfile_name}: partial for slot {k}, the shell has "
+                               f"no slot_ctrl_{k}")
         index = self.bank.rm(spec.name).index
         self.ledger.add_pr(self.timing.pr_s(spec.partial_bytes))  # type: ignore[attr-defined]
         self.counts["rm_selects"] += 1
-        resume(self._axil_write)(hwh.slot_ctrl_addr(k, base=0) + RM_SELECT, index)
+        resp = resume(self._axil_write)(self._rtl_addr(ctrl, RM_SELECT), index)
+        self._rtl_check(ctrl.base + RM_SELECT, resp, "a write")
         self._pending_partial = (bitstream.bitfile_name, k)

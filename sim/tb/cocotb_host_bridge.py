@@ -1,8 +1,10 @@
 """hwpart's FPGA device code (PYNQ API calls, unchanged) driving the shell RTL.
 
-``shell_top`` is built with a bundle's generated ``rm_bank``; an
-``RtlBoard`` (hwpart.rtlbridge) turns the host's MMIO into AXI-Lite
-transactions and its DMA packets into AXI-Stream frames. The host code runs
+``shell_top`` is built with a bundle's generated ``rm_bank``, the bank's RM
+identities (each slot's ``rm_info``) and the block layout of the bundle's shell
+``.hwh``; an ``RtlBoard`` (hwpart.rtlbridge) turns the host's MMIO to the
+shell's blocks into AXI-Lite transactions at the ``.hwh``'s addresses and its
+DMA packets into AXI-Stream frames. The host code runs
 in a cocotb ``bridge`` thread: while it runs the simulator waits, and each of
 its register accesses ``resume``s the simulator for that access.
 

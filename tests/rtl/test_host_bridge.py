@@ -1,10 +1,12 @@
 """The same host code against RTL: FpgaDevice (PYNQ API) driving shell_top + generated RMs.
 
-Bridged (hwpart.rtlbridge.RtlBoard): switch and slot-control MMIO -> AXI-Lite
-transactions into shell_top; DMA packets -> AXI-Stream frames into its MM2S
-port and out of its S2MM port; pr_download -> RM_SELECT of the generated
-bank. Not RTL: the AXI DMA's registers and DDR side (the simulated board's
-PG021 model), and the RM identity words (derived from the RTL's RM_ACTIVE).
+Bridged (hwpart.rtlbridge.RtlBoard): MMIO to the switch, the PG375 decouplers,
+the slot controls and the RM identity blocks -> AXI-Lite transactions into
+shell_top, at the addresses of the bundle's shell .hwh (shell_top is built with
+that same layout and the bank's RM identities); DMA packets -> AXI-Stream frames
+into its MM2S port and out of its S2MM port; pr_download -> RM_SELECT of the
+generated bank in the slot's slot_ctrl. Not RTL: the AXI DMA's registers and DDR
+side (the simulated board's PG021 model).
 
 The reference is the simulated board running the same host code with its RMs
 computed by da4ml's emulation (the arithmetic the RTL implements), so any
@@ -22,7 +24,7 @@ import sys
 import numpy as np
 import pytest
 
-from hwpart.rtlbridge import run_cocotb, sim_tb, write_rm_bank
+from hwpart.rtlbridge import run_cocotb, shell_layout, sim_tb, write_rm_bank
 
 pytest.importorskip("da4ml")
 pytest.importorskip("hls4ml")
@@ -67,10 +69,11 @@ def test_fpga_device_on_rtl_equals_simulated_board(built, tmp_path, monkeypatch)
            "x": str(tmp_path / "x.npy"), "out": str(tmp_path / "out.npz"),
            "report": str(tmp_path / "report.json")}
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    slots = len(built.manifest.slots)
     res = run_cocotb("shell_top", bank.shell_sources(), "cocotb_host_bridge", tmp_path,
-                     parameters={"NUM_SLOTS": len(built.manifest.slots),
-                                 "DATA_WIDTH": bank.data_width, "NUM_RMS": len(bank.rms),
-                                 "DEFAULT_RM": 255},  # slots start empty, as after a full download
+                     parameters=bank.shell_parameters(
+                         slots, layout=shell_layout(bundle),
+                         DEFAULT_RM=255),  # slots start empty, as after a full download
                      env={"HWPART_BRIDGE_CONFIG": str(tmp_path / "cfg.json")})
     assert res.ok, f"{res.failed}\n{res.log_tail()}"
     rep = json.loads((tmp_path / "report.json").read_text())

@@ -9,20 +9,11 @@ import json
 
 import pytest
 
-from hwpart.board.regs import block_names
+from hwpart.rtlbridge import layout_parameters
 
 TESTS = 9
 #: the tests that need no particular layout, run again on moved blocks
 MAP_TESTS = ["test_map_probe", "test_chain_two_slots"]
-
-
-def layout_parameters(layout: dict[str, int], slots: int) -> dict[str, str]:
-    """shell_top's address parameters for a block name -> address dict (32 bits a slot)."""
-    def packed(i: int) -> str:
-        v = sum(layout[block_names(k)[i]] << (32 * k) for k in range(slots))
-        return f"{32 * slots}'h{v:x}"
-    return {"SWITCH_ADDR": f"32'h{layout['switch']:x}", "DECOUPLER_ADDRS": packed(0),
-            "SLOT_CTRL_ADDRS": packed(1), "RM_INFO_ADDRS": packed(2)}
 
 
 #: every block somewhere else: slots in reverse order, blocks where others sit by
