@@ -31,7 +31,7 @@ from cocotbext.axi import (
     AxiStreamSource,
 )
 from rm_models import RMS
-from tbutil import pauses, quiet, random_packets, reset, rng, start_clock
+from tbutil import param, pauses, quiet, random_packets, reset, rng, start_clock
 
 from hwpart.board.regs import (
     DECOUPLE,
@@ -63,13 +63,6 @@ BANK = [("rm_add_const", 1, 1), ("rm_invert", 1, 1)]
 RM_EMPTY = 0xFF
 
 DMA = 0                         # switch port of the DMA (slave 0 = MM2S, master 0 = S2MM)
-
-
-def param(dut, name: str, default: int) -> int:
-    try:
-        return int(getattr(dut, name).value)
-    except (AttributeError, ValueError, TypeError):  # a simulator that hides parameters
-        return default
 
 
 def port(k: int) -> int:

@@ -75,5 +75,14 @@ def quiet(*drivers) -> None:
                 obj.log.setLevel("WARNING")
 
 
+def param(dut, name: str, default: int) -> int:
+    """An HDL parameter of the toplevel, or ``default`` where the simulator hides
+    parameters (Verilator without public parameters)."""
+    try:
+        return int(getattr(dut, name).value)
+    except (AttributeError, ValueError, TypeError):
+        return default
+
+
 async def settle() -> None:
     await Timer(1, unit="ns")
