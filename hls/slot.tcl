@@ -13,8 +13,8 @@ connect_bd_intf_net [get_bd_intf_pins switch/M@{switch_master_2}_AXIS] [get_bd_i
 create_bd_cell -type container -reference rm_@{first_rm} slot_@{k}
 set_property -dict [list CONFIG.ENABLE_DFX {true} \
     CONFIG.LIST_SYNTH_BD {@{synth_bds}} CONFIG.LIST_SIM_BD {@{synth_bds}}] [get_bd_cells slot_@{k}]
-connect_bd_intf_net [get_bd_intf_pins decoupler_@{k}/rp_rp_in] [get_bd_intf_pins slot_@{k}/s_axis]
-connect_bd_intf_net [get_bd_intf_pins slot_@{k}/m_axis] [get_bd_intf_pins decoupler_@{k}/rp_rp_out]
+connect_bd_intf_net -intf_net slot_@{k}_in [get_bd_intf_pins decoupler_@{k}/rp_rp_in] [get_bd_intf_pins slot_@{k}/s_axis]
+connect_bd_intf_net -intf_net slot_@{k}_out [get_bd_intf_pins slot_@{k}/m_axis] [get_bd_intf_pins decoupler_@{k}/rp_rp_out]
 # RM output -> decoupler -> switch slave @{switch_slave}
 connect_bd_intf_net [get_bd_intf_pins decoupler_@{k}/s_rp_out] [get_bd_intf_pins switch/S@{switch_slave_2}_AXIS]
 # the RM's identity block, through the decoupler's AXI4-Lite interface
@@ -25,7 +25,8 @@ connect_bd_intf_net [get_bd_intf_pins decoupler_@{k}/rp_rp_ctrl] [get_bd_intf_pi
 create_bd_cell -type module -reference slot_ctrl slot_ctrl_@{k}
 set_property -dict [list CONFIG.NUM_RMS {1}] [get_bd_cells slot_ctrl_@{k}]
 connect_bd_intf_net [get_bd_intf_pins ctrl_xbar/M@{ctrl_port}_AXI] [get_bd_intf_pins slot_ctrl_@{k}/s_axil]
-@{monitor}
+connect_bd_intf_net -intf_net slot_@{k}_in [get_bd_intf_pins slot_ctrl_@{k}/rp_in] [get_bd_intf_pins slot_@{k}/s_axis]
+connect_bd_intf_net -intf_net slot_@{k}_out [get_bd_intf_pins slot_ctrl_@{k}/rp_out] [get_bd_intf_pins slot_@{k}/m_axis]
 connect_bd_net [get_bd_pins decoupler_@{k}/decouple_status] [get_bd_pins slot_ctrl_@{k}/decouple_status]
 connect_bd_net [get_bd_pins rst_inv/Res] [get_bd_pins slot_ctrl_@{k}/rst]
 connect_bd_net [get_bd_pins $ps_clk] [get_bd_pins slot_ctrl_@{k}/clk]

@@ -108,7 +108,8 @@ def test_oversized_rm_rejected_with_numbers(tmp_path):
 def test_tcl_structure_for_three_rms_two_slots():
     board = load_board("kv260")
     amap = tcl.address_map(board, 2)
-    rms = [{"name": f"rm{i}", "layers": f"_{i}", "top": f"rm{i}"} for i in range(3)]
+    rms = [{"name": f"rm{i}", "layers": f"_{i}", "top": f"rm{i}", "n_in": 8, "n_out": 4}
+           for i in range(3)]
     files = tcl.render_bundle(board, amap, rms, "x", 64)
     shell = files["vivado/shell_bd.tcl"]
     assert "zynq_ultra_ps_e" in files["vivado/ps.tcl"]

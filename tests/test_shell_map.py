@@ -121,10 +121,17 @@ def test_tcl_hwh_and_simulated_board_list_the_same_addresses(board_name, tmp_pat
     assert f"fc2 0x{regs.rm_id('fc2'):08X} 64 32" in shell_tcl  # the RM's identity words
     for f in tcl.RTL_MODULES:
         assert files[f"vivado/rtl/{f}"].startswith("//")
-    ports = set(re.findall(r"\b(?:input|output)\s+(?:wire|reg)\s+(?:\[[^]]+\]\s*)?(\w+)",
-                           files["vivado/rtl/slot_ctrl.v"]))
-    assert set(tcl.MONITOR) | {"decouple_status", "rm_reset", "rm_in_reset", "rm_active", "rst",
-                               "clk"} <= ports  # what slot.tcl connects
+    verilog = files["vivado/rtl/slot_ctrl.v"]
+    ports = set(re.findall(r"\b(?:input|output)\s+(?:wire|reg)\s+(?:\[[^]]+\]\s*)?(\w+)", verilog))
+    assert {"decouple_status", "rm_reset", "rm_in_reset", "rm_active", "rst", "clk"} <= ports
+    for intf, net in tcl.MONITOR.items():  # the monitor taps, as the Verilog declares them
+        for sig in ("TVALID", "TREADY", "TLAST"):
+            assert f'"xilinx.com:interface:axis:1.0 {intf} {sig}"' in verilog
+            assert f"{intf}_{sig.lower()}" in ports
+        for k in range(2):
+            assert (f"connect_bd_intf_net -intf_net {net.format(k=k)} "
+                    f"[get_bd_intf_pins slot_ctrl_{k}/{intf}]") in shell_tcl
+            assert shell_tcl.count(f"-intf_net {net.format(k=k)} ") == 2  # the RM's and the tap
 
     b = write_sim_bundle(tmp_path / "b", "jet", jet_rms(), board=board)
     parsed = hwh.read_hwh(b.path("shell.hwh"))

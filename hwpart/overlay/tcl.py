@@ -23,9 +23,9 @@ from hwpart.datafiles import data_dir
 BASE_ADDRESS = {"ps7": 0x43C0_0000, "ps8": 0xA000_0000}
 #: hwpart's own blocks in the Vivado shell: the RTL simulation's Verilog (sim/rtl)
 RTL_MODULES = ("axil_reg_if.v", "slot_ctrl.v", "rm_info.v")
-#: slot_ctrl's stream monitor inputs -> the decoupler's RP-side pins they watch
-MONITOR = {f"rp_{d}_{s}": f"rp_{d}_{s}" for d in ("in", "out") for s in ("tvalid", "tready",
-                                                                         "tlast")}
+#: slot_ctrl's monitor-mode AXI4-Stream interfaces (X_INTERFACE_MODE in slot_ctrl.v) and the
+#: decoupler <-> RM interface nets they tap
+MONITOR = {"rp_in": "slot_{k}_in", "rp_out": "slot_{k}_out"}
 
 #: Pblock ranges per board (estimates, see hls/pblocks.tcl); one per slot.
 PBLOCKS = {
@@ -119,11 +119,9 @@ def render_bundle(board: Board, amap: AddressMap, rms: list[dict[str, object]],
     synth_bds = ":".join(f"rm_{n}.bd" for n in names)
     for s in amap.slots:
         k = s.index
-        monitor = "\n".join(f"connect_bd_net [get_bd_pins decoupler_{k}/{pin}] "
-                            f"[get_bd_pins slot_ctrl_{k}/{port}]" for port, pin in MONITOR.items())
         slot_cells.append(render(
             "slot.tcl", k=k, dec_port=f"{2 + 3 * k:02d}", ctrl_port=f"{3 + 3 * k:02d}",
-            info_port=f"{4 + 3 * k:02d}", monitor=monitor,
+            info_port=f"{4 + 3 * k:02d}",
             switch_master=s.switch_master, switch_master_2=f"{s.switch_master:02d}",
             switch_slave=s.switch_slave, switch_slave_2=f"{s.switch_slave:02d}",
             first_rm=names[0] if names else "empty", synth_bds=synth_bds))
