@@ -260,3 +260,22 @@ def test_the_rtl_shells_default_parameters_are_the_same_layout():
                 rtl[name] = first + regs.WINDOW * k
         want = {n: a for n, (a, _) in regs.shell_map(0, slots).items() if n != "dma"}
         assert rtl == want
+
+
+def test_an_unpaced_board_does_not_hold_a_slot_busy_on_modeled_time(plain):
+    """Unpaced, a transfer completes without waiting for its modeled time, so the modeled
+    timeline runs ahead of the host; the slot is idle once its packets are out."""
+    board = install(pace=False)
+    ol = pynq.Overlay(str(plain.path("shell.bit")))
+    ol.pr_download("slot_0", str(plain.path("partials/slot0_fc3.bit")))
+    board.set_slot_speed(0, stall_s=100.0)  # 100 s per packet on the modeled timeline
+    ol.switch.mi = np.array([1, 0], dtype=np.int64)
+    inb, outb = pynq.allocate((4, 32), np.int16), pynq.allocate((4, 32), np.int16)
+    ol.dma.recvchannel.transfer(outb)
+    ol.dma.sendchannel.transfer(inb)
+    ol.dma.sendchannel.wait()
+    ol.dma.recvchannel.wait()
+    assert board.slots[0].busy_until > time.perf_counter() + 50  # modeled, far ahead
+    assert ol.slot_ctrl_0.read(regs.STATUS) & regs.ST_RP_IDLE
+    ol.decoupler_0.write(regs.DECOUPLE, 1)
+    assert board.slots[0].cut == 0 and board.dma.cut == 0

@@ -271,7 +271,7 @@ class SimBoard(pynq.Device):
         if self.timing.pace:  # the configuration port's modeled time, not a stand-in for work
             hold_until(t0 + modeled)
         with self.lock:  # the partial lands in the partition it was built for, as on a board
-            self.slots[k].install(rm, time.perf_counter())
+            self.slots[k].install(rm, self._rp_now())
             self._propagate()
         self.ledger.add_pr(modeled)  # counted once it took effect
         self.last_pr_s = modeled
@@ -299,7 +299,7 @@ class SimBoard(pynq.Device):
         if blk.kind == "decoupler":
             return slot.read_decoupler(off), 0.0
         if blk.kind == "slot_ctrl":
-            return slot.read_ctrl(off, time.perf_counter()), 0.0
+            return slot.read_ctrl(off, self._rp_now()), 0.0
         return slot.read_info(off), 0.0
 
     def _write32(self, a: int, v: int) -> None:
@@ -312,11 +312,18 @@ class SimBoard(pynq.Device):
                 self._propagate()
             return
         slot = self.slots[blk.slot]  # type: ignore[index]
-        now = time.perf_counter()
+        now = self._rp_now()
         if blk.kind == "decoupler" and slot.write_decoupler(off, v, now):
             self._propagate()
         elif blk.kind == "slot_ctrl" and slot.write_ctrl(off, v, now):
             self._propagate()
+
+    def _rp_now(self) -> float:
+        """The time a slot's contents are judged at (RP idle, a cut): the host clock when the
+        board is paced; unpaced, every modeled event has already happened for the host (a
+        DMA completes without waiting for it), so the modeled timeline may run ahead of
+        the host clock and must not keep a slot busy."""
+        return time.perf_counter() if self.timing.pace else float("inf")
 
     # ------------------------------------------------------------------ stream fabric
 
