@@ -106,7 +106,7 @@ def test_tcl_hwh_and_simulated_board_list_the_same_addresses(board_name, tmp_pat
     the simulated board's decode all equal regs.shell_map; each block is the same IP."""
     board = load_board(board_name)
     amap = tcl.address_map(board, 2)
-    want = regs.shell_map(tcl.BASE_ADDRESS[board.ps], 2)
+    want = regs.shell_map(hwh.BASE[board.ps], 2)
     files = tcl.render_bundle(board, amap, [{"name": "fc2", "layers": "_2,_3", "top": "fc2",
                                              "n_in": 64, "n_out": 32}], "jet", 64)
     shell_tcl = files["vivado/shell_bd.tcl"]

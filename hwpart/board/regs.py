@@ -71,23 +71,21 @@ def block_names(k: int) -> tuple[str, str, str]:
     return f"decoupler_{k}", f"slot_ctrl_{k}", f"slot_{k}/rm_info"
 
 
-_SLOT_CELL = re.compile(r"^(?:decoupler_(\d+)|slot_ctrl_(\d+)|slot_(\d+)/rm_info)$")
+_SLOT_CELL = re.compile(r"^(?:decoupler_(?P<decoupler>\d+)|slot_ctrl_(?P<slot_ctrl>\d+)"
+                        r"|slot_(?P<rm_info>\d+)/rm_info)$")
 
 
 def block_kind(name: str, vlnv: str = "") -> tuple[str, int | None] | None:
     """(kind, slot) of a shell block from its ``ip_dict`` name and type (VLNV), None for an
     IP that is not one of the shell's: the kind from the IP's type, as PYNQ binds drivers,
     the slot from the cell name, which is the only place a design says which slot a
-    block belongs to."""
-    kind = next((k for k, v in VLNV.items() if vlnv.startswith(v + ":")), None)
-    if kind is None and vlnv:
-        return None
+    block belongs to. Without a type, the name alone says both."""
     m = _SLOT_CELL.match(name)
-    slot = next((int(g) for g in m.groups() if g is not None), None) if m else None
-    if kind is None:  # no type given: the name alone
-        kind = ("switch" if name == "switch" else "dma" if name == "dma" else
-                None if m is None else ("decoupler", "slot_ctrl", "rm_info")[
-                    [g is not None for g in m.groups()].index(True)])
+    slot = int(m[m.lastgroup]) if m and m.lastgroup else None
+    if vlnv:
+        kind = next((k for k, v in VLNV.items() if vlnv.startswith(v + ":")), None)
+    else:
+        kind = name if name in ("switch", "dma") else m.lastgroup if m else None
     if kind is None or (kind in ("decoupler", "slot_ctrl", "rm_info")) != (slot is not None):
         return None
     return kind, slot
@@ -149,7 +147,12 @@ def shell_blocks(ip_dict: dict[str, Any], slots: int, where: str) -> list[Block]
         raise ValueError(f"{where}: no {', '.join(missing)} in the design (a {slots}-slot "
                          "hwpart shell has a switch, a dma and per slot decoupler_K, "
                          "slot_ctrl_K and slot_K/rm_info)")
-    out.sort(key=lambda b: b.base)
+    return check_overlaps(out, where)
+
+
+def check_overlaps(blocks: list[Block], where: str) -> list[Block]:
+    """``blocks`` sorted by address; ValueError naming the first two that overlap."""
+    out = sorted(blocks, key=lambda b: b.base)
     for a, b in zip(out, out[1:], strict=False):
         if a.base + a.range > b.base:
             raise ValueError(f"{where}: {a.name} 0x{a.base:08X}+0x{a.range:X} overlaps "

@@ -202,10 +202,11 @@ class ShellDriver:
             self.slots = [SlotState(*(mmio(n) for n in block_names(k)))
                           for k in range(m.slots)]
             for k, st in enumerate(self.slots):
-                if st.ctrl.read(SLOT_ID) != SLOT_MAGIC:
-                    raise FpgaError(f"{shell}: slot_ctrl_{k} at 0x{blocks[block_names(k)[1]].base:08X}"
-                                    f" reads 0x{st.ctrl.read(SLOT_ID):08x}, not hwpart's slot "
-                                    "control; the .hwh does not match the loaded bitstream", k)
+                ident = st.ctrl.read(SLOT_ID)
+                if ident != SLOT_MAGIC:
+                    raise FpgaError(f"{shell}: slot_ctrl_{k} at 0x{st.ctrl.base_addr:08X} reads "
+                                    f"0x{ident:08x}, not hwpart's slot control; the .hwh does "
+                                    "not match the loaded bitstream", k)
             self._route = None
             self._mux = [SW_DISABLE] * (1 + m.slots)  # a freshly loaded switch routes nothing
             self._buffers.clear()

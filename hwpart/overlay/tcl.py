@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from hwpart.board import regs
 from hwpart.boards import Board
 from hwpart.datafiles import data_dir
+from hwpart.sim import hwh
 
-#: Where the PS's control master starts on each PS (the PYNQ images' usual ranges).
-BASE_ADDRESS = {"ps7": 0x43C0_0000, "ps8": 0xA000_0000}
 #: hwpart's own blocks in the Vivado shell: the RTL simulation's Verilog (sim/rtl)
 RTL_MODULES = ("axil_reg_if.v", "slot_ctrl.v", "rm_info.v")
 #: slot_ctrl's monitor-mode AXI4-Stream interfaces (X_INTERFACE_MODE in slot_ctrl.v) and the
@@ -67,7 +66,7 @@ class AddressMap:
 
 
 def address_map(board: Board, slots: int) -> AddressMap:
-    base = BASE_ADDRESS[board.ps]
+    base = hwh.BASE[board.ps]  # where the PS's control master starts (hwh.PS_FAMILIES)
     blocks = regs.shell_map(base, slots)
     ranges = PBLOCKS.get(board.name, [])
     out = tuple(

@@ -56,6 +56,7 @@ from xml.etree import ElementTree
 import numpy as np
 import yaml
 
+from hwpart.board.regs import DMA_RANGE
 from hwpart.boards import Board, load_board
 from hwpart.errors import BoardError, ConfigError
 from hwpart.overlay.manifest import sha256_file
@@ -74,7 +75,6 @@ BOARDS = {"pynq-z2": "pynq-z2"}
 
 #: Vivado's default address of the first AXI DMA on each PS's general-purpose master
 DMA_ADDRESS = {"ps7": 0x4040_0000, "ps8": 0xA000_0000}
-DMA_RANGE = 0x1_0000
 
 #: Where Vivado leaves the handoff of the design ``design.tcl`` builds (2020.2+, older)
 _VIVADO_HWH = ("{name}_vivado_accelerator/project_1.gen/sources_1/bd/design_1/hw_handoff/design_1.hwh",

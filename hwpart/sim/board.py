@@ -235,7 +235,8 @@ class SimBoard(pynq.Device):
     def download(self, bitstream: Any, parser: Any = None) -> None:
         if not bitstream.partial and parser is None:
             parser = self.get_bitfile_metadata(bitstream.bitfile_name)
-        design = Path(get_hwh_name(bitstream.bitfile_name)).name
+        hwh_name = get_hwh_name(bitstream.bitfile_name)
+        design = Path(hwh_name).name
         if not bitstream.partial and accel.is_accel_bit(bitstream.bitfile_name):
             fabric = accel.AccelFabric.load(bitstream.bitfile_name, parser, self)
             with self.lock:  # the design replaces the shell: DMA -> core -> DMA, no slots
@@ -246,8 +247,7 @@ class SimBoard(pynq.Device):
             return
         if not bitstream.partial:
             info = read_shell_bit(bitstream.bitfile_name)
-            blocks = regs.shell_blocks(parser.ip_dict, int(info["slots"]),
-                                  get_hwh_name(bitstream.bitfile_name))
+            blocks = regs.shell_blocks(parser.ip_dict, int(info["slots"]), hwh_name)
             with self.lock:
                 self.shell, self.accel = info, None
                 self._configure(int(info["slots"]), bool(info.get("sg", False)))

@@ -74,7 +74,6 @@ PS_FAMILIES = {
 }
 BASE = {k: f.base for k, f in PS_FAMILIES.items()}
 CTRL_BASE = BASE["ps7"]
-PS_VLNV = PS_FAMILIES["ps7"].vlnv
 SHELL_MAGIC = b"HWPART-SIM-SHELL 1\n"
 #: interface, module type and version of each kind of block in a generated .hwh
 _BLOCKS = {"switch": ("S_AXI_CTRL", "axis_switch", "1.1"), "dma": ("S_AXI_LITE", "axi_dma", "7.1"),
@@ -197,10 +196,8 @@ def shell_hwh(name: str, slots: int, pl_mhz: float, sg: bool, data_width_bits: i
     if set(amap) != want:
         raise ValueError(f"shell {name}: blocks {sorted(set(amap) ^ want)} missing or unknown "
                          f"for {slots} slots")
-    spans = sorted(amap.items(), key=lambda kv: kv[1][0])
-    for (a, (lo, n)), (b, (lo2, _)) in zip(spans, spans[1:], strict=False):
-        if lo + n > lo2:
-            raise ValueError(f"shell {name}: {a} 0x{lo:08X}+0x{n:X} overlaps {b} at 0x{lo2:08X}")
+    regs.check_overlaps([regs.Block(n, "", None, a, r) for n, (a, r) in amap.items()],
+                        f"shell {name}")
     ranges, mods = [], []
     for cell, (addr, size) in amap.items():
         check_window(ps, addr, size, f"shell {name}: {cell}")
