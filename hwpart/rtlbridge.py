@@ -51,6 +51,12 @@ SHELL_SOURCES = ("axil_reg_if.v", "axis_switch.v", "axil_demux.v", "slot_ctrl.v"
 SHELL_ADDR_WIDTH = 18
 
 
+def _fits_rtl(a: int) -> bool:
+    """Whether ``shell_top`` can put a block at RTL address ``a``: a 4 KiB window below
+    2**SHELL_ADDR_WIDTH."""
+    return a % 0x1000 == 0 and 0 <= a < 1 << SHELL_ADDR_WIDTH
+
+
 class RtlError(HwpartError):
     """A bundle whose RMs cannot be simulated as RTL, or a simulation that did not run."""
 
@@ -166,8 +172,7 @@ def layout_parameters(layout: dict[str, int], slots: int) -> dict[str, str]:
                if n not in layout]
     if missing:
         raise RtlError(f"the layout has no {', '.join(missing)}")
-    bad = {n: a for n, a in layout.items() if n != "dma" and
-           (a % 0x1000 or not 0 <= a < 1 << SHELL_ADDR_WIDTH)}
+    bad = {n: a for n, a in layout.items() if n != "dma" and not _fits_rtl(a)}
     if bad:
         raise RtlError("shell_top needs every block 4 KiB aligned below "
                        f"0x{1 << SHELL_ADDR_WIDTH:X}: " +
@@ -452,7 +457,7 @@ def rtl_layout(blocks: list[Any], base: int) -> dict[str, int]:
         if b.kind == "dma":
             continue
         a = b.base - base
-        if not 0 <= a < 1 << SHELL_ADDR_WIDTH or a % 0x1000:
+        if not _fits_rtl(a):
             raise RtlError(f"{b.name} at 0x{b.base:08X}: shell_top's blocks are 4 KiB "
                            f"aligned within 0x{1 << SHELL_ADDR_WIDTH:X} bytes of 0x{base:08X}")
         out[b.name] = a
